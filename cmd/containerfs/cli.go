@@ -1,0 +1,255 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/containerfs/containerfs/internal/daemon"
+	"github.com/containerfs/containerfs/internal/subsys"
+	"github.com/spf13/cobra"
+)
+
+var socketFlag string
+
+func rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "containerfs",
+		Short:         "Process containers (cgroup v1) in userspace, served as a filesystem",
+		SilenceUsage:  true,
+		SilenceErrors: false,
+	}
+	root.PersistentFlags().StringVar(&socketFlag, "socket", "", "control socket (default $CONTAINERFS_SOCKET or "+daemon.DefaultSocket+")")
+	root.AddCommand(serveCmd(), mountCmd(), umountCmd(), installCmd(), cgroupCmd(), lssubsysCmd())
+	return root
+}
+
+func serveCmd() *cobra.Command {
+	var mountDir, mountOpts string
+	var debug bool
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the daemon that owns the model and serves every mount",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := daemon.New(daemon.Config{
+				Socket: daemon.SocketPath(socketFlag),
+				Subsys: subsys.All(),
+				Debug:  debug,
+			})
+			if err != nil {
+				return err
+			}
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+			go func() {
+				s := <-sigs
+				log.Printf("%v: unmounting everything", s)
+				if err := d.Close(); err != nil {
+					log.Print(err)
+				}
+				os.Exit(0)
+			}()
+			if mountDir != "" {
+				if err := os.MkdirAll(mountDir, 0o755); err != nil {
+					d.Close()
+					return err
+				}
+				if err := d.Mount("container", mountDir, mountOpts); err != nil {
+					d.Close()
+					return err
+				}
+			}
+			log.Printf("containerfs daemon %d listening on %s", os.Getpid(), daemon.SocketPath(socketFlag))
+			return d.Serve()
+		},
+	}
+	cmd.Flags().StringVar(&mountDir, "mount", "", "mount a hierarchy at this directory at start-up")
+	cmd.Flags().StringVarP(&mountOpts, "options", "o", "", "mount options for --mount (default: all subsystems)")
+	cmd.Flags().BoolVar(&debug, "debug", false, "log every FUSE request")
+	return cmd
+}
+
+func mountCmd() *cobra.Command {
+	var opts string
+	cmd := &cobra.Command{
+		Use:   "mount [-o OPTIONS] SOURCE DIR",
+		Short: "Mount a hierarchy, starting the daemon if none runs (as mount -t container does)",
+		Args:  cobra.ExactArgs(2),
+		Run: func(cmd *cobra.Command, args []string) {
+			a := []string{args[0], args[1]}
+			if opts != "" {
+				a = append(a, "-o", opts)
+			}
+			os.Exit(mountHelper(a))
+		},
+	}
+	cmd.Flags().StringVarP(&opts, "options", "o", "", "mount options: subsystems, none, all, name=, noprefix, clone_children, release_agent=")
+	return cmd
+}
+
+func umountCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "umount DIR",
+		Short: "Unmount a containerfs mount",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir, _ := filepath.Abs(args[0])
+			return call(daemon.Request{Op: "umount", Dir: dir}, nil)
+		},
+	}
+}
+
+func cgroupCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "cgroup PID",
+		Short: "Print a task's containers in the /proc/PID/cgroup format",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pid, err := strconv.Atoi(args[0])
+			if err != nil {
+				return fmt.Errorf("bad PID %q", args[0])
+			}
+			return call(daemon.Request{Op: "cgroup", PID: pid}, cmd.OutOrStdout())
+		},
+	}
+}
+
+func lssubsysCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "lssubsys",
+		Short: "Print the subsystems table in the /proc/cgroups format",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(daemon.Request{Op: "lssubsys"}, cmd.OutOrStdout())
+		},
+	}
+}
+
+// call sends a request to the running daemon and prints the reply's lines.
+func call(req daemon.Request, out io.Writer) error {
+	rep, err := daemon.Call(daemon.SocketPath(socketFlag), req, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	if err := rep.Err(); err != nil {
+		return err
+	}
+	for _, l := range rep.Lines {
+		fmt.Fprintln(out, l)
+	}
+	return nil
+}
+
+func installCmd() *cobra.Command {
+	var prefix string
+	cmd := &cobra.Command{
+		Use:   "install",
+		Short: "Install the binary and the mount.container helper for mount(8)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			bin := filepath.Join(prefix, "usr/local/bin/containerfs")
+			helper := filepath.Join(prefix, "sbin/mount.container")
+			if err := install(self, bin); err != nil {
+				return err
+			}
+			if err := os.MkdirAll(filepath.Dir(helper), 0o755); err != nil {
+				return err
+			}
+			os.Remove(helper)
+			if err := os.Symlink(bin, helper); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "installed %s and %s\n", bin, helper)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&prefix, "prefix", "/", "install under this root")
+	return cmd
+}
+
+// install copies src to dst through a temporary file, so a running daemon's
+// binary is replaced, not overwritten in place.
+func install(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if s, err := filepath.EvalSymlinks(src); err == nil {
+		if d, err := filepath.EvalSymlinks(dst); err == nil && s == d {
+			return nil
+		}
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".containerfs-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, in); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o755); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
+}
+
+// startDaemon starts `containerfs serve` in its own session, logging to
+// $CONTAINERFS_LOG (default /var/log/containerfs.log), and waits until it
+// answers on socket.
+func startDaemon(socket string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logPath := os.Getenv("CONTAINERFS_LOG")
+	if logPath == "" {
+		logPath = "/var/log/containerfs.log"
+	}
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("daemon log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(self, "serve", "--socket", socket)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/"
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := daemon.Call(socket, daemon.Request{Op: "ping"}, time.Second); err == nil {
+			return nil
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("daemon exited at start-up (%v); see %s", err, logPath)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("daemon did not answer on %s within 10s; see %s", socket, logPath)
+}

@@ -1,0 +1,167 @@
+package cgfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerfs/containerfs/internal/core"
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// FSType is the filesystem name; /proc/mounts shows "fuse.container".
+const FSType = "container"
+
+// Mount is one mounted view of a hierarchy.
+type Mount struct {
+	Dir    string
+	Source string
+	H      *core.Hierarchy
+
+	reg    *core.Registry
+	server *fuse.Server
+	born   time.Time
+	done   chan struct{}
+
+	mu    sync.Mutex
+	dirs  map[uint64]*dirNode // container id → live directory node; guarded by mu
+	queue chan core.Change
+}
+
+// Options for Serve.
+type Options struct {
+	// Debug logs every FUSE request.
+	Debug bool
+	// OnUnmount runs once the mount is gone, whoever unmounted it.
+	OnUnmount func(*Mount)
+}
+
+var entryTimeout = time.Second
+
+// Serve mounts hierarchy h at dir and serves it until it is unmounted. The
+// caller has counted the mount with Registry.Mount; Serve's mount releases
+// it with Registry.Unmount when it goes away.
+func Serve(reg *core.Registry, h *core.Hierarchy, dir, source string, opts Options) (*Mount, error) {
+	m := &Mount{
+		Dir: dir, Source: source, H: h, reg: reg, born: time.Now(),
+		done:  make(chan struct{}),
+		dirs:  map[uint64]*dirNode{},
+		queue: make(chan core.Change, 1024),
+	}
+	root := &dirNode{m: m, c: h.Root()}
+	neg := time.Duration(0)
+	fopts := &fs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther:        true,
+			FsName:            source,
+			Name:              FSType,
+			DirectMountStrict: true,
+			Options:           []string{"default_permissions"},
+			DisableXAttrs:     true,
+			Debug:             opts.Debug,
+		},
+		EntryTimeout:    &entryTimeout,
+		AttrTimeout:     &entryTimeout,
+		NegativeTimeout: &neg,
+	}
+	cancel := h.Watch(m.changed)
+	server, err := fs.Mount(dir, root, fopts)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	m.server = server
+	m.mu.Lock()
+	m.dirs[h.Root().ID()] = root
+	m.mu.Unlock()
+	go m.invalidate()
+	go func() {
+		server.Wait()
+		cancel()
+		close(m.queue)
+		reg.Unmount(h)
+		if opts.OnUnmount != nil {
+			opts.OnUnmount(m)
+		}
+		close(m.done)
+	}()
+	return m, nil
+}
+
+// Unmount unmounts the view and waits until it is gone.
+func (m *Mount) Unmount() error {
+	err := m.server.Unmount()
+	if err != nil {
+		// Lazily, as a last resort: a busy mount must not keep the daemon.
+		err = syscall.Unmount(m.Dir, syscall.MNT_DETACH)
+	}
+	select {
+	case <-m.done:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("unmount %s: timed out", m.Dir)
+	}
+	return err
+}
+
+// Done is closed once the mount is gone.
+func (m *Mount) Done() <-chan struct{} { return m.done }
+
+// changed is the hierarchy's watcher: it queues the invalidation of cached
+// entries that another view made stale.
+func (m *Mount) changed(ch core.Change) {
+	if ch.View == m {
+		return
+	}
+	defer func() { recover() }() // the queue closes when the mount goes
+	select {
+	case m.queue <- ch:
+	default:
+		log.Printf("%s: invalidation queue full, entry %q may be stale for %v", m.Dir, ch.Name, entryTimeout)
+	}
+}
+
+func (m *Mount) invalidate() {
+	for ch := range m.queue {
+		m.mu.Lock()
+		d := m.dirs[ch.Parent.ID()]
+		m.mu.Unlock()
+		if d != nil {
+			d.NotifyEntry(ch.Name)
+		}
+	}
+}
+
+func caller(ctx context.Context, m *Mount) core.Caller {
+	who := core.Caller{View: m}
+	if c, ok := fuse.FromContext(ctx); ok {
+		who.PID, who.UID, who.GID = int(c.Pid), c.Uid, c.Gid
+	}
+	return who
+}
+
+// errno maps a model error to the reply.
+func errno(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	log.Printf("containerfs: %v", err)
+	return syscall.EIO
+}
+
+// Inode numbers: a container's directory is id<<8, its files id<<8+1+index.
+func dirIno(c *core.Container) uint64         { return c.ID() << 8 }
+func fileIno(c *core.Container, i int) uint64 { return c.ID()<<8 + 1 + uint64(i) }
+func (m *Mount) times(a *fuse.Attr)           { a.SetTimes(nil, &m.born, &m.born) }
+func fillAttr(a *fuse.Attr, mode uint32, at core.Attr) {
+	a.Mode = mode | at.Mode
+	a.Uid, a.Gid = at.UID, at.GID
+}

@@ -1,0 +1,273 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+// Attach moves task pid into dst, as a write to dst's tasks file does; with
+// group set it moves pid's whole thread group, as cgroup.procs does. pid 0
+// means the caller. Attach is two-phase across the hierarchy's subsystems: if
+// any CanAttach refuses, the ones that agreed are cancelled and nothing moves.
+func (r *Registry) Attach(dst *Container, who Caller, pid int, group bool) error {
+	if pid == 0 {
+		pid = who.PID
+	}
+	if pid <= 0 {
+		return fmt.Errorf("pid %d: %w", pid, syscall.ESRCH)
+	}
+	// Read /proc before taking the lock.
+	ti, err := r.procs.Task(pid)
+	if err != nil {
+		return fmt.Errorf("attach %d: %w", pid, syscall.ESRCH)
+	}
+	if ti.NoSetAffinity {
+		// cgroup v1: kernel threads bound to their CPUs cannot move.
+		return fmt.Errorf("attach %d: kernel thread: %w", pid, syscall.EINVAL)
+	}
+	// cgroup v1: the writer must be root or have the target's uid.
+	if who.UID != 0 && who.UID != ti.UID && who.UID != ti.SUID {
+		return fmt.Errorf("attach %d: uid %d may not move it: %w", pid, who.UID, syscall.EACCES)
+	}
+	infos := []TaskInfo{ti}
+	if group {
+		if infos, err = r.threadGroup(ti); err != nil {
+			return err
+		}
+	}
+
+	r.lock()
+	defer r.unlock()
+	if dst.removed {
+		return fmt.Errorf("attach %d to removed container: %w", pid, syscall.ENODEV)
+	}
+	if r.self != 0 && ti.TGID == r.self {
+		return fmt.Errorf("attach %d: the containerfs daemon stays in its root containers: %w", pid, syscall.EPERM)
+	}
+	ts := &TaskSet{Dst: dst}
+	for _, info := range infos {
+		t := r.taskLocked(info)
+		if src := t.In(dst.h); src != dst {
+			ts.Tasks = append(ts.Tasks, t)
+			ts.Src = append(ts.Src, src)
+		}
+	}
+	return r.migrateLocked(ts)
+}
+
+// threadGroup lists the threads of ti's group, the leader first.
+func (r *Registry) threadGroup(ti TaskInfo) ([]TaskInfo, error) {
+	tids, err := r.procs.Threads(ti.TGID)
+	if err != nil {
+		return nil, fmt.Errorf("attach thread group %d: %w", ti.TGID, syscall.ESRCH)
+	}
+	infos := make([]TaskInfo, 0, len(tids))
+	for _, tid := range tids {
+		if tid == ti.TID {
+			infos = append(infos, ti)
+			continue
+		}
+		info, err := r.procs.Task(tid)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		infos = append(infos, info)
+	}
+	for i, info := range infos {
+		if info.TID == ti.TGID {
+			infos[0], infos[i] = infos[i], infos[0]
+		}
+	}
+	return infos, nil
+}
+
+// migrateLocked runs the two phases of a migration.
+func (r *Registry) migrateLocked(ts *TaskSet) error {
+	if len(ts.Tasks) == 0 {
+		return nil
+	}
+	h := ts.Dst.h
+	for i, hk := range h.ss {
+		if hk.canAttach == nil {
+			continue
+		}
+		if err := hk.canAttach.CanAttach(ts); err != nil {
+			for j := i - 1; j >= 0; j-- {
+				if c := h.ss[j].cancel; c != nil {
+					c.CancelAttach(ts)
+				}
+			}
+			var errno syscall.Errno
+			if !errors.As(err, &errno) {
+				err = fmt.Errorf("%w: %w", err, syscall.EINVAL)
+			}
+			return fmt.Errorf("%s refuses the move: %w", hk.ss.Name(), err)
+		}
+	}
+	for _, t := range ts.Tasks {
+		t.setIn(h, ts.Dst)
+	}
+	for _, hk := range h.ss {
+		if hk.attach != nil {
+			hk.attach.Attach(ts)
+		}
+	}
+	for _, src := range ts.Src {
+		r.checkReleaseLocked(src)
+	}
+	return nil
+}
+
+// taskLocked returns the model's task for info, adding it if it is new. A
+// known TID with another start time is a reused TID: the old task has exited.
+func (r *Registry) taskLocked(info TaskInfo) *Task {
+	t := r.tasks[info.TID]
+	if t != nil && t.Start == info.Start {
+		return t
+	}
+	if t != nil {
+		r.exitLocked(t)
+	}
+	// A task we did not see being born joins its thread group, or, failing
+	// that, the root containers.
+	var from *Task
+	if leader := r.tasks[info.TGID]; leader != nil && info.TGID != info.TID {
+		from = leader
+	}
+	return r.addLocked(info, from)
+}
+
+// addLocked adds a task, in from's containers if from is not nil, else in
+// every root; subsystems' Fork hooks run where it lands outside a root.
+func (r *Registry) addLocked(info TaskInfo, from *Task) *Task {
+	t := &Task{TID: info.TID, TGID: info.TGID, Start: info.Start}
+	r.tasks[t.TID] = t
+	for _, h := range r.hier {
+		if h == nil {
+			continue
+		}
+		c := h.root
+		if from != nil && from.In(h) != nil {
+			c = from.In(h)
+		}
+		t.setIn(h, c)
+		if c.parent == nil {
+			continue
+		}
+		for _, hk := range h.ss {
+			if hk.fork != nil {
+				hk.fork.Fork(c, t)
+			}
+		}
+	}
+	return t
+}
+
+func (r *Registry) exitLocked(t *Task) {
+	delete(r.tasks, t.TID)
+	for _, h := range r.hier {
+		if h == nil {
+			continue
+		}
+		c := t.In(h)
+		if c == nil {
+			continue
+		}
+		t.setIn(h, nil)
+		for _, hk := range h.ss {
+			if hk.exit != nil {
+				hk.exit.Exit(c, t)
+			}
+		}
+		r.checkReleaseLocked(c)
+	}
+}
+
+// AddTask records a task found by a scan of /proc, in its thread group's
+// containers if the group is known, else in the root containers. A TID
+// already known with the same start time is left where it is.
+func (r *Registry) AddTask(info TaskInfo) {
+	r.lock()
+	defer r.unlock()
+	r.taskLocked(info)
+}
+
+// Fork records that parentTID created child: the child enters its parent's
+// container in every hierarchy, then every subsystem's Fork hook runs. An
+// unknown parent puts the child with its thread group, or in the roots.
+func (r *Registry) Fork(parentTID int, child TaskInfo) {
+	r.lock()
+	defer r.unlock()
+	if old := r.tasks[child.TID]; old != nil {
+		if old.Start == child.Start {
+			return // already known, from a scan
+		}
+		r.exitLocked(old)
+	}
+	from := r.tasks[parentTID]
+	if child.TGID != child.TID {
+		// A thread joins its group, whoever cloned it.
+		if leader := r.tasks[child.TGID]; leader != nil {
+			from = leader
+		}
+	}
+	r.addLocked(child, from)
+}
+
+// Exit removes the task tid; Exit hooks run. start, if not zero, must match,
+// so a late exit event cannot remove a new task that reused the TID.
+func (r *Registry) Exit(tid int, start uint64) {
+	r.lock()
+	defer r.unlock()
+	t := r.tasks[tid]
+	if t == nil || (start != 0 && t.Start != start) {
+		return
+	}
+	r.exitLocked(t)
+}
+
+// Tasks lists every known task's TID and start time.
+func (r *Registry) Tasks() map[int]uint64 {
+	r.lock()
+	defer r.unlock()
+	m := make(map[int]uint64, len(r.tasks))
+	for tid, t := range r.tasks {
+		m[tid] = t.Start
+	}
+	return m
+}
+
+// Where is one membership of a task: a line of /proc/PID/cgroup.
+type Where struct {
+	Hierarchy *Hierarchy
+	Path      string
+}
+
+// Where lists task tid's container in every hierarchy, by hierarchy id.
+func (r *Registry) Where(tid int) ([]Where, bool) {
+	r.lock()
+	defer r.unlock()
+	t := r.tasks[tid]
+	if t == nil {
+		return nil, false
+	}
+	var ws []Where
+	for _, h := range r.hier {
+		if h != nil && t.In(h) != nil {
+			ws = append(ws, Where{Hierarchy: h, Path: t.In(h).PathLocked()})
+		}
+	}
+	sortWhere(ws)
+	return ws, true
+}
+
+// sortWhere orders memberships newest hierarchy first, as the kernel lists
+// /proc/PID/cgroup.
+func sortWhere(ws []Where) {
+	for i := 1; i < len(ws); i++ {
+		for j := i; j > 0 && ws[j].Hierarchy.id > ws[j-1].Hierarchy.id; j-- {
+			ws[j], ws[j-1] = ws[j-1], ws[j]
+		}
+	}
+}

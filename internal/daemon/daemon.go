@@ -1,0 +1,333 @@
+package daemon
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/containerfs/containerfs/internal/cgfs"
+	"github.com/containerfs/containerfs/internal/core"
+	"golang.org/x/sys/unix"
+)
+
+// Config is what the daemon is started with.
+type Config struct {
+	Socket string
+	Proc   string // procfs root, "/proc"
+	Subsys []core.Subsys
+	Debug  bool
+	Logf   func(format string, a ...any)
+}
+
+// Daemon owns the registry and every mount.
+type Daemon struct {
+	cfg Config
+	Reg *core.Registry
+
+	ln net.Listener
+
+	mu     sync.Mutex
+	mounts map[string]*cgfs.Mount // by directory; guarded by mu
+}
+
+// New makes the registry, learns every task on the machine, and listens on
+// the control socket.
+func New(cfg Config) (*Daemon, error) {
+	if cfg.Proc == "" {
+		cfg.Proc = "/proc"
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = log.Printf
+	}
+	d := &Daemon{cfg: cfg, mounts: map[string]*cgfs.Mount{}}
+	procs := core.ProcFS{Root: cfg.Proc}
+	d.Reg = core.NewRegistry(procs, cfg.Subsys...)
+	d.Reg.SetSelf(os.Getpid())
+	if err := d.scan(); err != nil {
+		return nil, err
+	}
+	removeStaleMounts(cfg.Logf)
+	if err := d.listen(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// scan puts every thread on the machine into the model.
+func (d *Daemon) scan() error {
+	procs := core.ProcFS{Root: d.cfg.Proc}
+	ents, err := os.ReadDir(d.cfg.Proc)
+	if err != nil {
+		return fmt.Errorf("scan %s: %w", d.cfg.Proc, err)
+	}
+	for _, e := range ents {
+		var pid int
+		if _, err := fmt.Sscan(e.Name(), &pid); err != nil {
+			continue
+		}
+		tids, err := procs.Threads(pid)
+		if err != nil {
+			continue
+		}
+		for _, tid := range tids {
+			if ti, err := procs.Task(tid); err == nil {
+				d.Reg.AddTask(ti)
+			}
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) listen() error {
+	sock := d.cfg.Socket
+	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+		return err
+	}
+	if _, err := Call(sock, Request{Op: "ping"}, 200e6); err == nil {
+		return fmt.Errorf("a containerfs daemon already answers on %s", sock)
+	}
+	os.Remove(sock)
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", sock)
+	syscall.Umask(old)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	d.ln = ln
+	return nil
+}
+
+// Serve answers the control socket until Close.
+func (d *Daemon) Serve() error {
+	for {
+		conn, err := d.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		go d.handle(conn.(*net.UnixConn))
+	}
+}
+
+func (d *Daemon) handle(conn *net.UnixConn) {
+	defer conn.Close()
+	enc := json.NewEncoder(conn)
+	if uid, err := peerUID(conn); err != nil || uid != 0 {
+		enc.Encode(Reply{Error: "permission denied: the control socket is root's", Errno: int(syscall.EPERM)})
+		return
+	}
+	var req Request
+	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&req); err != nil {
+		enc.Encode(Reply{Error: "bad request: " + err.Error(), Errno: int(syscall.EINVAL)})
+		return
+	}
+	enc.Encode(d.Do(req))
+}
+
+func peerUID(conn *net.UnixConn) (uint32, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if cerr != nil {
+		return 0, cerr
+	}
+	return cred.Uid, nil
+}
+
+// Do carries out one request.
+func (d *Daemon) Do(req Request) Reply {
+	switch req.Op {
+	case "ping":
+		return Reply{PID: os.Getpid()}
+	case "mount":
+		if err := d.Mount(req.Source, req.Dir, req.Options); err != nil {
+			return replyErr(err)
+		}
+		return Reply{}
+	case "umount":
+		if err := d.Unmount(req.Dir); err != nil {
+			return replyErr(err)
+		}
+		return Reply{}
+	case "cgroup":
+		lines, err := d.CgroupLines(req.PID)
+		if err != nil {
+			return replyErr(err)
+		}
+		return Reply{Lines: lines}
+	case "lssubsys":
+		return Reply{Lines: d.ProcCgroups()}
+	}
+	return replyErr(fmt.Errorf("unknown request %q: %w", req.Op, syscall.EINVAL))
+}
+
+// Mount mounts the hierarchy that opts stand for at dir.
+func (d *Daemon) Mount(source, dir, opts string) error {
+	dir = filepath.Clean(dir)
+	if fi, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("mount point %s: %w", dir, err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("mount point %s: %w", dir, syscall.ENOTDIR)
+	}
+	if source == "" {
+		source = "container"
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.mounts[dir] != nil {
+		return fmt.Errorf("%s is already a containerfs mount: %w", dir, syscall.EBUSY)
+	}
+	h, err := d.Reg.Mount(opts)
+	if err != nil {
+		return err
+	}
+	m, err := cgfs.Serve(d.Reg, h, dir, source, cgfs.Options{
+		Debug: d.cfg.Debug,
+		OnUnmount: func(m *cgfs.Mount) {
+			d.mu.Lock()
+			if d.mounts[m.Dir] == m {
+				delete(d.mounts, m.Dir)
+			}
+			d.mu.Unlock()
+		},
+	})
+	if err != nil {
+		d.Reg.Unmount(h)
+		return err
+	}
+	d.mounts[dir] = m
+	d.cfg.Logf("mounted hierarchy %d (%s) at %s", h.ID(), h.Options(), dir)
+	return nil
+}
+
+// Unmount unmounts the containerfs mount at dir.
+func (d *Daemon) Unmount(dir string) error {
+	d.mu.Lock()
+	m := d.mounts[filepath.Clean(dir)]
+	d.mu.Unlock()
+	if m == nil {
+		return fmt.Errorf("%s is not a containerfs mount: %w", dir, syscall.EINVAL)
+	}
+	return m.Unmount()
+}
+
+// Close unmounts everything and stops answering.
+func (d *Daemon) Close() error {
+	d.ln.Close()
+	os.Remove(d.cfg.Socket)
+	d.mu.Lock()
+	ms := make([]*cgfs.Mount, 0, len(d.mounts))
+	for _, m := range d.mounts {
+		ms = append(ms, m)
+	}
+	d.mu.Unlock()
+	var errs []error
+	for _, m := range ms {
+		if err := m.Unmount(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CgroupLines is task pid's /proc/PID/cgroup, as the model has it.
+func (d *Daemon) CgroupLines(pid int) ([]string, error) {
+	ws, ok := d.Reg.Where(pid)
+	if !ok {
+		return nil, fmt.Errorf("task %d: %w", pid, syscall.ESRCH)
+	}
+	lines := make([]string, 0, len(ws))
+	for _, w := range ws {
+		lines = append(lines, fmt.Sprintf("%d:%s:%s", w.Hierarchy.ID(), hierarchyLabel(w.Hierarchy), w.Path))
+	}
+	return lines, nil
+}
+
+// hierarchyLabel is the middle field of /proc/PID/cgroup: the subsystems,
+// then name=X for a named hierarchy.
+func hierarchyLabel(h *core.Hierarchy) string {
+	parts := h.Subsystems()
+	if name := h.Options().Name; name != "" {
+		parts = append(parts, "name="+name)
+	}
+	return strings.Join(parts, ",")
+}
+
+// ProcCgroups is the /proc/cgroups table.
+func (d *Daemon) ProcCgroups() []string {
+	lines := []string{"#subsys_name\thierarchy\tnum_cgroups\tenabled"}
+	for _, s := range d.Reg.Stats() {
+		en := 0
+		if s.Enabled {
+			en = 1
+		}
+		lines = append(lines, fmt.Sprintf("%s\t%d\t%d\t%d", s.Subsys, s.Hierarchy, s.Containers, en))
+	}
+	return lines
+}
+
+// removeStaleMounts unmounts mounts of our type whose server is gone.
+func removeStaleMounts(logf func(string, ...any)) {
+	for _, dir := range ownMounts() {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED) {
+			if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+				logf("stale mount %s: %v", dir, err)
+			} else {
+				logf("removed stale mount %s", dir)
+			}
+		}
+	}
+}
+
+// ownMounts lists the mount points of type fuse.container in /proc/self/mounts.
+func ownMounts() []string {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return nil
+	}
+	var dirs []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[2] == "fuse."+cgfs.FSType {
+			dirs = append(dirs, unescapeMount(f[1]))
+		}
+	}
+	return dirs
+}
+
+// unescapeMount undoes /proc/mounts' octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%3o", &v); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,81 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"time"
+)
+
+// DefaultSocket is where the daemon listens unless told otherwise.
+const DefaultSocket = "/run/containerfs.sock"
+
+// SocketPath is the control socket path a client should use: flag, then
+// $CONTAINERFS_SOCKET, then DefaultSocket.
+func SocketPath(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if env := os.Getenv("CONTAINERFS_SOCKET"); env != "" {
+		return env
+	}
+	return DefaultSocket
+}
+
+// Request is one call on the control socket.
+type Request struct {
+	Op      string `json:"op"` // ping, mount, umount, cgroup, lssubsys
+	Source  string `json:"source,omitempty"`
+	Dir     string `json:"dir,omitempty"`
+	Options string `json:"options,omitempty"`
+	PID     int    `json:"pid,omitempty"`
+}
+
+// Reply answers a Request.
+type Reply struct {
+	Error string   `json:"error,omitempty"`
+	Errno int      `json:"errno,omitempty"`
+	Lines []string `json:"lines,omitempty"`
+	PID   int      `json:"pid,omitempty"` // the daemon's, for ping
+}
+
+// Err turns a failed reply back into an error wrapping its errno.
+func (r *Reply) Err() error {
+	if r.Error == "" {
+		return nil
+	}
+	if r.Errno != 0 {
+		return fmt.Errorf("%s: %w", r.Error, syscall.Errno(r.Errno))
+	}
+	return errors.New(r.Error)
+}
+
+func replyErr(err error) Reply {
+	r := Reply{Error: err.Error()}
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		r.Errno = int(e)
+	}
+	return r
+}
+
+// Call sends one request to the daemon at socket and waits for its reply.
+func Call(socket string, req Request, timeout time.Duration) (Reply, error) {
+	conn, err := net.DialTimeout("unix", socket, timeout)
+	if err != nil {
+		return Reply{}, fmt.Errorf("containerfs daemon at %s: %w", socket, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(timeout))
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		return Reply{}, fmt.Errorf("containerfs daemon at %s: %w", socket, err)
+	}
+	var rep Reply
+	if err := json.NewDecoder(conn).Decode(&rep); err != nil {
+		return Reply{}, fmt.Errorf("containerfs daemon at %s: reply: %w", socket, err)
+	}
+	return rep, nil
+}

@@ -1,0 +1,15 @@
+// Package subsys lists every subsystem containerfs knows, in the order the
+// kernel lists its cgroup v1 controllers (mount options, /proc/cgroups).
+package subsys
+
+import (
+	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/subsys/debug"
+)
+
+// All makes a fresh instance of every known subsystem, in order.
+func All() []core.Subsys {
+	return []core.Subsys{
+		&debug.Subsys{},
+	}
+}
