@@ -33,12 +33,17 @@ func rootCmd() *cobra.Command {
 
 func serveCmd() *cobra.Command {
 	var mountDir, mountOpts string
-	var debug bool
+	var debug, doInstall bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon that owns the model and serves every mount",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if doInstall {
+				if err := installAt("/", cmd.OutOrStdout()); err != nil {
+					return err
+				}
+			}
 			d, err := daemon.New(daemon.Config{
 				Socket: daemon.SocketPath(socketFlag),
 				Subsys: subsys.All(),
@@ -74,6 +79,7 @@ func serveCmd() *cobra.Command {
 	cmd.Flags().StringVar(&mountDir, "mount", "", "mount a hierarchy at this directory at start-up")
 	cmd.Flags().StringVarP(&mountOpts, "options", "o", "", "mount options for --mount (default: all subsystems)")
 	cmd.Flags().BoolVar(&debug, "debug", false, "log every FUSE request")
+	cmd.Flags().BoolVar(&doInstall, "install", false, "first install the binary and mount.container, as `containerfs install` does")
 	return cmd
 }
 
@@ -155,28 +161,34 @@ func installCmd() *cobra.Command {
 		Short: "Install the binary and the mount.container helper for mount(8)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			bin := filepath.Join(prefix, "usr/local/bin/containerfs")
-			helper := filepath.Join(prefix, "sbin/mount.container")
-			if err := install(self, bin); err != nil {
-				return err
-			}
-			if err := os.MkdirAll(filepath.Dir(helper), 0o755); err != nil {
-				return err
-			}
-			os.Remove(helper)
-			if err := os.Symlink(bin, helper); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "installed %s and %s\n", bin, helper)
-			return nil
+			return installAt(prefix, cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().StringVar(&prefix, "prefix", "/", "install under this root")
 	return cmd
+}
+
+// installAt installs this binary as PREFIX/usr/local/bin/containerfs and
+// links PREFIX/sbin/mount.container to it, where mount(8) looks for helpers.
+func installAt(prefix string, out io.Writer) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	bin := filepath.Join(prefix, "usr/local/bin/containerfs")
+	helper := filepath.Join(prefix, "sbin/mount.container")
+	if err := install(self, bin); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(helper), 0o755); err != nil {
+		return err
+	}
+	os.Remove(helper)
+	if err := os.Symlink(bin, helper); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "installed %s and %s\n", bin, helper)
+	return nil
 }
 
 // install copies src to dst through a temporary file, so a running daemon's

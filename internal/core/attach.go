@@ -1,8 +1,10 @@
 package core
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 )
 
@@ -123,7 +125,7 @@ func (r *Registry) migrateLocked(ts *TaskSet) error {
 // known TID with another start time is a reused TID: the old task has exited.
 func (r *Registry) taskLocked(info TaskInfo) *Task {
 	t := r.tasks[info.TID]
-	if t != nil && t.Start == info.Start {
+	if t != nil && sameStart(t.Start, info.Start) {
 		return t
 	}
 	if t != nil {
@@ -193,38 +195,92 @@ func (r *Registry) AddTask(info TaskInfo) {
 	r.taskLocked(info)
 }
 
+// sameStart compares start times in clock ticks. The proc connector stamps
+// a fork a little after the kernel took the task's start time, so the two
+// may fall on either side of a tick.
+func sameStart(a, b uint64) bool { return a <= b+1 && b <= a+1 }
+
 // Fork records that parentTID created child: the child enters its parent's
-// container in every hierarchy, then every subsystem's Fork hook runs. An
-// unknown parent puts the child with its thread group, or in the roots.
-func (r *Registry) Fork(parentTID int, child TaskInfo) {
+// container in every hierarchy, then every subsystem's Fork hook runs. A
+// thread (TID != TGID) joins its thread group's leader instead. If neither
+// the parent nor, for a thread, the leader is known, the child is not added
+// and Fork returns false: events were lost or came out of order, and the
+// caller should resynchronise from /proc. A fork already known (from a
+// scan) or older than the task now holding that TID is ignored.
+func (r *Registry) Fork(parentTID int, child TaskInfo) bool {
 	r.lock()
 	defer r.unlock()
 	if old := r.tasks[child.TID]; old != nil {
-		if old.Start == child.Start {
-			return // already known, from a scan
+		if sameStart(old.Start, child.Start) || old.Start > child.Start {
+			return true
 		}
-		r.exitLocked(old)
+		r.exitLocked(old) // its exit event was lost: the TID is reused
 	}
 	from := r.tasks[parentTID]
 	if child.TGID != child.TID {
-		// A thread joins its group, whoever cloned it.
 		if leader := r.tasks[child.TGID]; leader != nil {
 			from = leader
 		}
 	}
+	if from == nil {
+		return false
+	}
 	r.addLocked(child, from)
+	return true
 }
 
-// Exit removes the task tid; Exit hooks run. start, if not zero, must match,
-// so a late exit event cannot remove a new task that reused the TID.
-func (r *Registry) Exit(tid int, start uint64) {
+// Exit removes task tid, which exited at time at (clock ticks since boot;
+// 0 for unknown); Exit hooks run. A task that started after at is a newer
+// holder of the TID and is left alone, so a late exit event cannot remove it.
+func (r *Registry) Exit(tid int, at uint64) {
 	r.lock()
 	defer r.unlock()
 	t := r.tasks[tid]
-	if t == nil || (start != 0 && t.Start != start) {
+	if t == nil || (at != 0 && t.Start > at+1) {
 		return
 	}
 	r.exitLocked(t)
+}
+
+// ScanTask is one thread as a scan of /proc found it.
+type ScanTask struct {
+	TaskInfo
+	PPID int // the parent process of its thread group
+}
+
+// Resync makes the model's task set equal to a scan of /proc, after events
+// were lost: tasks gone (or whose TID now belongs to a task with another
+// start time) exit; new tasks join their thread group, or else their
+// parent process, or else the roots, in order of start time so that parents
+// are placed before their children. Tasks already known stay where they are.
+func (r *Registry) Resync(scan []ScanTask) (added, removed int) {
+	slices.SortFunc(scan, func(a, b ScanTask) int {
+		return cmp.Or(cmp.Compare(a.Start, b.Start), cmp.Compare(a.TID, b.TID))
+	})
+	r.lock()
+	defer r.unlock()
+	seen := make(map[int]uint64, len(scan))
+	for _, st := range scan {
+		seen[st.TID] = st.Start
+	}
+	for tid, t := range r.tasks {
+		if start, ok := seen[tid]; !ok || !sameStart(start, t.Start) {
+			r.exitLocked(t)
+			removed++
+		}
+	}
+	for _, st := range scan {
+		if r.tasks[st.TID] != nil {
+			continue
+		}
+		from := r.tasks[st.TGID]
+		if st.TID == st.TGID || from == nil {
+			from = r.tasks[st.PPID]
+		}
+		r.addLocked(st.TaskInfo, from)
+		added++
+	}
+	return added, removed
 }
 
 // Tasks lists every known task's TID and start time.

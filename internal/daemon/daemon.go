@@ -32,7 +32,8 @@ type Daemon struct {
 	cfg Config
 	Reg *core.Registry
 
-	ln net.Listener
+	ln    net.Listener
+	track *tracker
 
 	mu     sync.Mutex
 	mounts map[string]*cgfs.Mount // by directory; guarded by mu
@@ -51,39 +52,18 @@ func New(cfg Config) (*Daemon, error) {
 	procs := core.ProcFS{Root: cfg.Proc}
 	d.Reg = core.NewRegistry(procs, cfg.Subsys...)
 	d.Reg.SetSelf(os.Getpid())
-	if err := d.scan(); err != nil {
-		return nil, err
-	}
+	d.Reg.OnRelease(d.release)
+	raisePriority(cfg.Logf)
 	removeStaleMounts(cfg.Logf)
 	if err := d.listen(); err != nil {
 		return nil, err
 	}
+	// Listen for events before the first scan, so that nothing born
+	// between the two is missed.
+	d.track = newTracker(d.Reg, cfg.Proc, cfg.Logf)
+	d.track.resync()
+	go d.track.run()
 	return d, nil
-}
-
-// scan puts every thread on the machine into the model.
-func (d *Daemon) scan() error {
-	procs := core.ProcFS{Root: d.cfg.Proc}
-	ents, err := os.ReadDir(d.cfg.Proc)
-	if err != nil {
-		return fmt.Errorf("scan %s: %w", d.cfg.Proc, err)
-	}
-	for _, e := range ents {
-		var pid int
-		if _, err := fmt.Sscan(e.Name(), &pid); err != nil {
-			continue
-		}
-		tids, err := procs.Threads(pid)
-		if err != nil {
-			continue
-		}
-		for _, tid := range tids {
-			if ti, err := procs.Task(tid); err == nil {
-				d.Reg.AddTask(ti)
-			}
-		}
-	}
-	return nil
 }
 
 func (d *Daemon) listen() error {
@@ -230,6 +210,7 @@ func (d *Daemon) Unmount(dir string) error {
 // Close unmounts everything and stops answering.
 func (d *Daemon) Close() error {
 	d.ln.Close()
+	d.track.close()
 	os.Remove(d.cfg.Socket)
 	d.mu.Lock()
 	ms := make([]*cgfs.Mount, 0, len(d.mounts))

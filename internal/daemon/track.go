@@ -1,0 +1,141 @@
+package daemon
+
+import (
+	"errors"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/procevent"
+	"golang.org/x/sys/unix"
+)
+
+// tracker keeps the model's task set true: it applies fork and exit events
+// from the proc connector and, when events were lost, resynchronises from
+// /proc. Userspace learns of a fork after it happened: between the fork and
+// the event's arrival (tens of microseconds, see FIELD-NOTES) the child is
+// in no container of ours, and a child that forks again meanwhile is placed
+// correctly only because events from one socket arrive in order.
+type tracker struct {
+	reg  *core.Registry
+	src  procevent.Source
+	proc string
+	logf func(string, ...any)
+
+	// bootOffset converts the connector's CLOCK_MONOTONIC stamps to the
+	// CLOCK_BOOTTIME that /proc's start times count from, in ns.
+	bootOffset atomic.Int64
+
+	// OnEvent, if set, sees every event after the model applied it (the
+	// policy engine's way in).
+	onEvent func(procevent.Event)
+
+	resyncs atomic.Int64
+}
+
+// clkTck is USER_HZ, the unit of /proc start times; 100 on every Linux
+// architecture containerfs runs on.
+const clkTck = 100
+
+func newTracker(reg *core.Registry, proc string, logf func(string, ...any)) *tracker {
+	t := &tracker{reg: reg, proc: proc, logf: logf}
+	src, err := procevent.Listen(procevent.Options{})
+	if err != nil {
+		logf("WARNING: proc connector unavailable (%v): falling back to polling %s every 100 ms; "+
+			"new tasks join their parent's containers up to 100 ms late", err, proc)
+		p, perr := procevent.NewPoller(procevent.Options{ProcRoot: proc})
+		if perr != nil {
+			logf("WARNING: cannot poll %s either (%v): tasks are tracked only at start-up", proc, perr)
+			return t
+		}
+		t.src = p
+	} else {
+		t.src = src
+	}
+	return t
+}
+
+func (t *tracker) measureOffset() {
+	var mono, boot unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot)
+	t.bootOffset.Store(boot.Nano() - mono.Nano())
+}
+
+// ticks converts a connector timestamp to /proc start-time ticks.
+func (t *tracker) ticks(ns uint64) uint64 {
+	return uint64(int64(ns)+t.bootOffset.Load()) / (1e9 / clkTck)
+}
+
+// resync makes the model's task set match /proc.
+func (t *tracker) resync() {
+	t.measureOffset()
+	tasks, err := procevent.Scan(t.proc)
+	if err != nil {
+		t.logf("resync: %v", err)
+		return
+	}
+	scan := make([]core.ScanTask, len(tasks))
+	for i, pt := range tasks {
+		scan[i] = core.ScanTask{
+			TaskInfo: core.TaskInfo{TID: pt.TID, TGID: pt.TGID, Start: pt.Start},
+			PPID:     pt.PPID,
+		}
+	}
+	added, removed := t.reg.Resync(scan)
+	n := t.resyncs.Add(1)
+	if n > 1 {
+		t.logf("resync %d: %d tasks added, %d removed", n-1, added, removed)
+	}
+}
+
+// run applies events until the source is closed.
+func (t *tracker) run() {
+	if t.src == nil {
+		return
+	}
+	for {
+		evs, err := t.src.Receive()
+		switch {
+		case errors.Is(err, procevent.ErrLost):
+			t.logf("proc connector: %v; resynchronising from %s", err, t.proc)
+			t.resync()
+		case errors.Is(err, os.ErrClosed):
+			return
+		case err != nil:
+			t.logf("proc connector: %v", err)
+			time.Sleep(10 * time.Millisecond)
+		}
+		if t.apply(evs) {
+			t.resync()
+		}
+	}
+}
+
+// apply applies a batch of events; it tells whether the model needs a resync.
+func (t *tracker) apply(evs []procevent.Event) (lost bool) {
+	for _, ev := range evs {
+		switch ev.What {
+		case procevent.Fork:
+			child := core.TaskInfo{TID: ev.PID, TGID: ev.TGID, Start: t.ticks(ev.Timestamp)}
+			if !t.reg.Fork(ev.ParentPID, child) {
+				lost = true
+			}
+		case procevent.Exit:
+			// Match the exit to the task we know by TID, never to the
+			// event's parent fields, which may be 0.
+			t.reg.Exit(ev.PID, t.ticks(ev.Timestamp))
+		}
+		if t.onEvent != nil {
+			t.onEvent(ev)
+		}
+	}
+	return lost
+}
+
+func (t *tracker) close() {
+	if t.src != nil {
+		t.src.Close()
+	}
+}
