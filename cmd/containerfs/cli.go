@@ -77,7 +77,7 @@ func serveCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&mountDir, "mount", "", "mount a hierarchy at this directory at start-up")
-	cmd.Flags().StringVarP(&mountOpts, "options", "o", "", "mount options for --mount (default: all subsystems)")
+	cmd.Flags().StringVarP(&mountOpts, "options", "o", "clone_children", "mount options for --mount: all subsystems, and new cpusets copy their parent's CPUs")
 	cmd.Flags().BoolVar(&debug, "debug", false, "log every FUSE request")
 	cmd.Flags().BoolVar(&doInstall, "install", false, "first install the binary and mount.container, as `containerfs install` does")
 	return cmd

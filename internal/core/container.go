@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -363,4 +364,38 @@ func (r *Registry) checkReleaseLocked(c *Container) {
 	}
 	f, h, path := r.onRelease, c.h, c.PathLocked()
 	r.after = append(r.after, func() { f(h, path) })
+}
+
+// ContainerAt finds the container at path ("/", "/a/b" or "a/b") in h. With
+// create set, missing containers along the path are made as root would
+// make them with mkdir (mode 0755); otherwise a missing one is ENOENT.
+func (r *Registry) ContainerAt(h *Hierarchy, path string, create bool) (*Container, error) {
+	c := h.root
+	for _, name := range strings.Split(strings.Trim(path, "/"), "/") {
+		if name == "" || name == "." {
+			continue
+		}
+		e, ok := c.Lookup(name)
+		switch {
+		case ok && e.Child != nil:
+			c = e.Child
+			continue
+		case ok:
+			return nil, fmt.Errorf("%s: %s is a control file: %w", path, name, syscall.ENOTDIR)
+		case !create:
+			return nil, fmt.Errorf("%s: %w", path, syscall.ENOENT)
+		}
+		child, err := r.Mkdir(c, name, 0o755, Caller{})
+		if errors.Is(err, syscall.EEXIST) {
+			// Made meanwhile by someone else: use theirs.
+			if e, ok := c.Lookup(name); ok && e.Child != nil {
+				child, err = e.Child, nil
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		c = child
+	}
+	return c, nil
 }
