@@ -115,8 +115,11 @@ func (r *Registry) migrateLocked(ts *TaskSet) error {
 			hk.attach.Attach(ts)
 		}
 	}
-	for _, src := range ts.Src {
-		r.checkReleaseLocked(src)
+	for i, src := range ts.Src {
+		// A thread group leaving together empties its container once.
+		if !slices.Contains(ts.Src[:i], src) {
+			r.checkReleaseLocked(src)
+		}
 	}
 	return nil
 }
@@ -177,6 +180,9 @@ func (r *Registry) exitLocked(t *Task) {
 			continue
 		}
 		t.setIn(h, nil)
+		if c.parent == nil {
+			continue // as with Fork: no hooks for the roots' tasks
+		}
 		for _, hk := range h.ss {
 			if hk.exit != nil {
 				hk.exit.Exit(c, t)

@@ -239,9 +239,8 @@ func (r *Registry) Mkdir(parent *Container, name string, mode uint32, who Caller
 	if parent.removed {
 		return nil, fmt.Errorf("%s: %w", name, syscall.ENODEV)
 	}
-	// cgroup v1: a newline would make /proc/PID/cgroup unparseable.
-	if strings.Contains(name, "\n") {
-		return nil, fmt.Errorf("container name %q: %w", name, syscall.EINVAL)
+	if err := checkName(name); err != nil {
+		return nil, err
 	}
 	if parent.children[name] != nil || parent.h.hasFile(parent, name) {
 		return nil, fmt.Errorf("%s: %w", name, syscall.EEXIST)
@@ -264,6 +263,15 @@ func (r *Registry) Mkdir(parent *Container, name string, mode uint32, who Caller
 	c.h.containers++
 	c.h.changedLocked(parent, name, who.View)
 	return c, nil
+}
+
+// checkName refuses names the VFS would never pass and, as cgroup v1 does,
+// names with a newline, which would make /proc/PID/cgroup unparseable.
+func checkName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\n") {
+		return fmt.Errorf("container name %q: %w", name, syscall.EINVAL)
+	}
+	return nil
 }
 
 func (h *Hierarchy) hasFile(c *Container, name string) bool {
@@ -335,8 +343,8 @@ func (r *Registry) Rename(parent *Container, old, new string, who Caller) error 
 		}
 		return fmt.Errorf("%s: %w", old, syscall.ENOENT)
 	}
-	if strings.Contains(new, "\n") {
-		return fmt.Errorf("container name %q: %w", new, syscall.EINVAL)
+	if err := checkName(new); err != nil {
+		return err
 	}
 	if old == new {
 		return nil

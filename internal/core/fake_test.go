@@ -132,10 +132,10 @@ func tidList(ts *TaskSet) string {
 // a subsystem that has none of the optional hooks.
 type plainSubsys struct{ name string }
 
-func (p plainSubsys) Name() string                 { return p.name }
+func (p plainSubsys) Name() string                   { return p.name }
 func (p plainSubsys) Create(*Container) (any, error) { return nil, nil }
-func (p plainSubsys) Destroy(*Container)           {}
-func (p plainSubsys) Files() []File                { return nil }
+func (p plainSubsys) Destroy(*Container)             {}
+func (p plainSubsys) Files() []File                  { return nil }
 
 // fakeProcs is the machine's task table, in memory.
 type fakeProcs struct {

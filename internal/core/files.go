@@ -64,22 +64,47 @@ func writeBool(set func(*Container, bool)) func(*Container, Caller, string) erro
 }
 
 // ParseU64 parses one unsigned integer as the kernel's kstrtoull(buf, 0)
-// after stripping whitespace: decimal, 0x hex or 0 octal; EINVAL otherwise.
+// does after stripping whitespace: an optional '+', then 0x hex, 0 octal or
+// decimal; nothing else (no '_', no 0b or 0o). EINVAL otherwise.
 func ParseU64(data string) (uint64, error) {
-	v, err := strconv.ParseUint(strings.TrimSpace(data), 0, 64)
+	s := strings.TrimSpace(data)
+	v, err := parseKernelUint(strings.TrimPrefix(s, "+"), 64)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a number: %w", strings.TrimSpace(data), syscall.EINVAL)
+		return 0, fmt.Errorf("%q is not a number: %w", s, syscall.EINVAL)
 	}
 	return v, nil
 }
 
 // ParseInt parses one signed integer as kstrtoll(buf, 0) does.
 func ParseInt(data string) (int64, error) {
-	v, err := strconv.ParseInt(strings.TrimSpace(data), 0, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a number: %w", strings.TrimSpace(data), syscall.EINVAL)
+	s := strings.TrimSpace(data)
+	neg := strings.HasPrefix(s, "-")
+	u, err := parseKernelUint(strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+"), 64)
+	switch {
+	case err != nil || (neg && strings.HasPrefix(s, "-+")):
+		return 0, fmt.Errorf("%q is not a number: %w", s, syscall.EINVAL)
+	case neg && u <= 1<<63:
+		return -int64(u), nil
+	case !neg && u < 1<<63:
+		return int64(u), nil
 	}
-	return v, nil
+	return 0, fmt.Errorf("%q is out of range: %w", s, syscall.EINVAL)
+}
+
+// parseKernelUint is _parse_integer with base 0: 0x or 0X is hex, a
+// leading 0 octal, else decimal.
+func parseKernelUint(s string, bits int) (uint64, error) {
+	base := 10
+	switch {
+	case len(s) > 2 && (s[:2] == "0x" || s[:2] == "0X"):
+		base, s = 16, s[2:]
+	case len(s) > 1 && s[0] == '0':
+		base, s = 8, s[1:]
+	}
+	if s == "" || strings.ContainsAny(s, "_+-") {
+		return 0, strconv.ErrSyntax
+	}
+	return strconv.ParseUint(s, base, bits)
 }
 
 // readPIDs lists the container's TIDs, or its TGIDs, sorted and unique as
@@ -120,8 +145,8 @@ func writePID(r *Registry, group bool) func(*Container, Caller, string) error {
 // ParsePID parses a write to tasks or cgroup.procs: exactly one non-negative
 // integer (cgroup v1 uses kstrtoint on the stripped buffer).
 func ParsePID(data string) (int, error) {
-	v, err := strconv.ParseInt(strings.TrimSpace(data), 0, 32)
-	if err != nil || v < 0 {
+	v, err := ParseInt(data)
+	if err != nil || v < 0 || v > 1<<31-1 {
 		return 0, fmt.Errorf("%q is not a PID: %w", strings.TrimSpace(data), syscall.EINVAL)
 	}
 	return int(v), nil

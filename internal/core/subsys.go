@@ -40,7 +40,9 @@ type Attacher interface {
 }
 
 // Forker is told that a new task t has entered container c because its
-// parent is there. Userspace learns of a fork after it happened: the child
+// parent is there. Fork and Exit run only for containers that are not a
+// hierarchy's root: nothing is enforced there, and the roots hold every
+// task on the machine. Userspace learns of a fork after it happened: the child
 // may already have run for a while.
 type Forker interface {
 	Fork(c *Container, t *Task)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,7 +37,7 @@ type Daemon struct {
 	track *tracker
 
 	mu     sync.Mutex
-	mounts map[string]*cgfs.Mount // by directory; guarded by mu
+	mounts map[string][]*cgfs.Mount // by directory, oldest first (mounts stack); guarded by mu
 }
 
 // New makes the registry, learns every task on the machine, and listens on
@@ -48,7 +49,7 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = log.Printf
 	}
-	d := &Daemon{cfg: cfg, mounts: map[string]*cgfs.Mount{}}
+	d := &Daemon{cfg: cfg, mounts: map[string][]*cgfs.Mount{}}
 	procs := core.ProcFS{Root: cfg.Proc}
 	d.Reg = core.NewRegistry(procs, cfg.Subsys...)
 	d.Reg.SetSelf(os.Getpid())
@@ -170,9 +171,8 @@ func (d *Daemon) Mount(source, dir, opts string) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.mounts[dir] != nil {
-		return fmt.Errorf("%s is already a containerfs mount: %w", dir, syscall.EBUSY)
-	}
+	// As with any filesystem, a second mount on the same directory stacks
+	// on the first and hides it until it is unmounted.
 	h, err := d.Reg.Mount(opts)
 	if err != nil {
 		return err
@@ -181,25 +181,32 @@ func (d *Daemon) Mount(source, dir, opts string) error {
 		Debug: d.cfg.Debug,
 		OnUnmount: func(m *cgfs.Mount) {
 			d.mu.Lock()
-			if d.mounts[m.Dir] == m {
+			defer d.mu.Unlock()
+			ms := slices.DeleteFunc(d.mounts[m.Dir], func(x *cgfs.Mount) bool { return x == m })
+			if len(ms) == 0 {
 				delete(d.mounts, m.Dir)
+			} else {
+				d.mounts[m.Dir] = ms
 			}
-			d.mu.Unlock()
 		},
 	})
 	if err != nil {
 		d.Reg.Unmount(h)
 		return err
 	}
-	d.mounts[dir] = m
+	d.mounts[dir] = append(d.mounts[dir], m)
 	d.cfg.Logf("mounted hierarchy %d (%s) at %s", h.ID(), h.Options(), dir)
 	return nil
 }
 
-// Unmount unmounts the containerfs mount at dir.
+// Unmount unmounts the containerfs mount at dir (the top one, if several
+// are stacked there).
 func (d *Daemon) Unmount(dir string) error {
 	d.mu.Lock()
-	m := d.mounts[filepath.Clean(dir)]
+	var m *cgfs.Mount
+	if ms := d.mounts[filepath.Clean(dir)]; len(ms) > 0 {
+		m = ms[len(ms)-1]
+	}
 	d.mu.Unlock()
 	if m == nil {
 		return fmt.Errorf("%s is not a containerfs mount: %w", dir, syscall.EINVAL)
@@ -213,9 +220,11 @@ func (d *Daemon) Close() error {
 	d.track.close()
 	os.Remove(d.cfg.Socket)
 	d.mu.Lock()
-	ms := make([]*cgfs.Mount, 0, len(d.mounts))
-	for _, m := range d.mounts {
-		ms = append(ms, m)
+	var ms []*cgfs.Mount
+	for _, stack := range d.mounts {
+		for i := len(stack) - 1; i >= 0; i-- {
+			ms = append(ms, stack[i])
+		}
 	}
 	d.mu.Unlock()
 	var errs []error
