@@ -119,7 +119,15 @@ func (t *tracker) apply(evs []procevent.Event) (lost bool) {
 		switch ev.What {
 		case procevent.Fork:
 			child := core.TaskInfo{TID: ev.PID, TGID: ev.TGID, Start: t.ticks(ev.Timestamp)}
-			if !t.reg.Fork(ev.ParentPID, child) {
+			parent := ev.ParentPID
+			if ev.PID != ev.TGID {
+				// A new thread's event names its process's parent, not
+				// the thread that cloned it: it joins its own group.
+				// (cgroup v1 puts it with the cloning thread, which the
+				// event does not name; the leader is the best guess.)
+				parent = ev.TGID
+			}
+			if !t.reg.Fork(parent, child) {
 				lost = true
 			}
 		case procevent.Exit:
