@@ -407,3 +407,10 @@ func (r *Registry) ContainerAt(h *Hierarchy, path string, create bool) (*Contain
 	}
 	return c, nil
 }
+
+// NumTasks is how many tasks c holds, taking the lock.
+func (c *Container) NumTasks() int {
+	c.h.r.lock()
+	defer c.h.r.unlock()
+	return len(c.tasks)
+}
