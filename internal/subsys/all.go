@@ -4,12 +4,14 @@ package subsys
 
 import (
 	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/subsys/cpuset"
 	"github.com/containerfs/containerfs/internal/subsys/debug"
 )
 
 // All makes a fresh instance of every known subsystem, in order.
 func All() []core.Subsys {
 	return []core.Subsys{
+		&cpuset.Subsys{},
 		&debug.Subsys{},
 	}
 }
