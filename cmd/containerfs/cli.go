@@ -27,13 +27,13 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: false,
 	}
 	root.PersistentFlags().StringVar(&socketFlag, "socket", "", "control socket (default $CONTAINERFS_SOCKET or "+daemon.DefaultSocket+")")
-	root.AddCommand(serveCmd(), mountCmd(), umountCmd(), installCmd(), cgroupCmd(), lssubsysCmd())
+	root.AddCommand(serveCmd(), mountCmd(), umountCmd(), installCmd(), cgroupCmd(), lssubsysCmd(), statsCmd())
 	return root
 }
 
 func serveCmd() *cobra.Command {
 	var mountDir, mountOpts string
-	var debug, doInstall bool
+	var debug, doInstall, strict bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon that owns the model and serves every mount",
@@ -45,9 +45,10 @@ func serveCmd() *cobra.Command {
 				}
 			}
 			d, err := daemon.New(daemon.Config{
-				Socket: daemon.SocketPath(socketFlag),
-				Subsys: subsys.All(),
-				Debug:  debug,
+				Socket:   daemon.SocketPath(socketFlag),
+				Subsys:   subsys.All(),
+				Debug:    debug,
+				StrictV1: strict,
 			})
 			if err != nil {
 				return err
@@ -77,8 +78,9 @@ func serveCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&mountDir, "mount", "", "mount a hierarchy at this directory at start-up")
-	cmd.Flags().StringVarP(&mountOpts, "options", "o", "clone_children", "mount options for --mount: all subsystems, and new cpusets copy their parent's CPUs")
+	cmd.Flags().StringVarP(&mountOpts, "options", "o", "", "mount options for --mount (default: all subsystems)")
 	cmd.Flags().BoolVar(&debug, "debug", false, "log every FUSE request")
+	cmd.Flags().BoolVar(&strict, "strict-v1", false, "leave cgroup.clone_children off in new hierarchies, as cgroup v1 does (new cpusets start empty)")
 	cmd.Flags().BoolVar(&doInstall, "install", false, "first install the binary and mount.container, as `containerfs install` does")
 	return cmd
 }
@@ -135,6 +137,17 @@ func lssubsysCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return call(daemon.Request{Op: "lssubsys"}, cmd.OutOrStdout())
+		},
+	}
+}
+
+func statsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "stats",
+		Short: "Print the daemon's task-tracking figures (events, losses, fork-to-placement latency)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(daemon.Request{Op: "stats"}, cmd.OutOrStdout())
 		},
 	}
 }

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/containerfs/containerfs/internal/daemon"
@@ -103,12 +101,7 @@ func mountHelper(args []string) int {
 		err = rep.Err()
 	}
 	if err != nil {
-		var errno syscall.Errno
-		if errors.As(err, &errno) {
-			fmt.Fprintf(os.Stderr, "mount.container: %s: %v (%s)\n", dir, errno, err)
-		} else {
-			fmt.Fprintf(os.Stderr, "mount.container: %s: %v\n", dir, err)
-		}
+		fmt.Fprintf(os.Stderr, "mount.container: %s: %v\n", dir, err)
 		return exitFailure
 	}
 	if verbose {

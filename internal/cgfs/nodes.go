@@ -73,7 +73,14 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 
 func (d *dirNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	es := d.c.List()
-	list := make([]fuse.DirEntry, 0, len(es))
+	list := make([]fuse.DirEntry, 0, len(es)+2)
+	parent := d.c
+	if p := d.c.Parent(); p != nil {
+		parent = p
+	}
+	list = append(list,
+		fuse.DirEntry{Name: ".", Mode: fuse.S_IFDIR, Ino: dirIno(d.c)},
+		fuse.DirEntry{Name: "..", Mode: fuse.S_IFDIR, Ino: dirIno(parent)})
 	for _, e := range es {
 		if e.Child != nil {
 			list = append(list, fuse.DirEntry{Name: e.Child.NameLocked(), Mode: fuse.S_IFDIR, Ino: dirIno(e.Child)})

@@ -23,8 +23,9 @@ type Container struct {
 	notifyOnRelease bool
 	cloneChildren   bool
 	removed         bool
-	mode            uint32 // directory permission bits
-	uid, gid        uint32
+	mode            uint32          // directory permission bits
+	uid, gid        uint32          // the directory's owner
+	fuid, fgid      uint32          // the control files' owner: the creator
 	fattr           map[string]Attr // control files whose attributes were changed
 }
 
@@ -195,7 +196,9 @@ func (c *Container) fileAttrLocked(f *BoundFile) Attr {
 	if a, ok := c.fattr[f.Name]; ok {
 		return a
 	}
-	return Attr{Mode: f.Perm(), UID: c.uid, GID: c.gid}
+	// cgroup v1: control files keep their creator as owner when the
+	// directory is chowned, so a delegate cannot write its own limits.
+	return Attr{Mode: f.Perm(), UID: c.fuid, GID: c.fgid}
 }
 
 // SetAttr changes c's directory attributes (file == nil) or those of one of
@@ -251,6 +254,7 @@ func (r *Registry) Mkdir(parent *Container, name string, mode uint32, who Caller
 		cloneChildren:   parent.cloneChildren,
 		mode:            mode & 0o7777,
 		uid:             who.UID, gid: who.GID,
+		fuid: who.UID, fgid: who.GID,
 	}
 	if err := r.createStatesLocked(c); err != nil {
 		return nil, err

@@ -54,7 +54,7 @@ func boolFile(v bool) string {
 // value is true, anything not a number is EINVAL.
 func writeBool(set func(*Container, bool)) func(*Container, Caller, string) error {
 	return func(c *Container, _ Caller, data string) error {
-		v, err := ParseU64(data)
+		v, err := KstrtoU64(data)
 		if err != nil {
 			return err
 		}
@@ -73,6 +73,28 @@ func ParseU64(data string) (uint64, error) {
 		return 0, fmt.Errorf("%q is not a number: %w", s, syscall.EINVAL)
 	}
 	return v, nil
+}
+
+// KstrtoU64 parses exactly as the kernel's kstrtoull(buf, 0) does on a
+// buffer nobody stripped, as cgroup's write_u64 files get it: an optional
+// '+', the number, and at most one trailing newline; no other whitespace.
+func KstrtoU64(data string) (uint64, error) {
+	s := strings.TrimSuffix(data, "\n")
+	v, err := parseKernelUint(strings.TrimPrefix(s, "+"), 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a number: %w", data, syscall.EINVAL)
+	}
+	return v, nil
+}
+
+// KstrtoS64 is kstrtoll(buf, 0) on an unstripped buffer, for write_s64
+// files.
+func KstrtoS64(data string) (int64, error) {
+	s := strings.TrimSuffix(data, "\n")
+	if strings.TrimSpace(s) != s {
+		return 0, fmt.Errorf("%q is not a number: %w", data, syscall.EINVAL)
+	}
+	return ParseInt(s)
 }
 
 // ParseInt parses one signed integer as kstrtoll(buf, 0) does.

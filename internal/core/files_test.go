@@ -162,7 +162,11 @@ func TestBoolFiles(t *testing.T) {
 		{data: "1", want: "1\n"},
 		{data: "0", want: "0\n"},
 		{data: "1\n", want: "1\n"},
-		{data: " 0 \n", want: "0\n"},
+		// write_u64 files get the buffer unstripped: kstrtoull allows one
+		// trailing newline and nothing else.
+		{data: " 0 \n", wantErrno: syscall.EINVAL},
+		{data: "1\n\n", wantErrno: syscall.EINVAL},
+		{data: "+1", want: "1\n"},
 		{data: "5", want: "1\n"},
 		{data: "18446744073709551615", want: "1\n"},
 		{data: "0x10", want: "1\n"},

@@ -27,6 +27,10 @@ type Registry struct {
 	after []func()
 
 	onRelease func(h *Hierarchy, path string)
+
+	// cloneByDefault turns cgroup.clone_children on in the root of every
+	// new hierarchy. Guarded by mu.
+	cloneByDefault bool
 }
 
 // NewRegistry makes an empty model with the given subsystems, in the order
@@ -63,6 +67,18 @@ func (r *Registry) SetSelf(tgid int) {
 	r.lock()
 	defer r.unlock()
 	r.self = tgid
+}
+
+// CloneChildrenByDefault makes every new hierarchy start with
+// cgroup.clone_children set in its root, as if mounted with clone_children,
+// so that new cpusets start with their parent's CPUs and memory nodes
+// instead of empty. cgroup v1 starts with it unset: the seed's session
+// (mkdir, then echo $$ > tasks) then fails with ENOSPC in a hierarchy that
+// has cpuset. Writing 0 to the root's cgroup.clone_children undoes it.
+func (r *Registry) CloneChildrenByDefault(on bool) {
+	r.lock()
+	defer r.unlock()
+	r.cloneByDefault = on
 }
 
 // OnRelease sets what runs when a container with notify_on_release set
@@ -200,7 +216,7 @@ func (r *Registry) newHierarchyLocked(o Options) (*Hierarchy, error) {
 	h.bindFiles()
 	root := &Container{h: h, id: r.nextID, mode: 0o755}
 	root.notifyOnRelease = false
-	root.cloneChildren = o.CloneChildren
+	root.cloneChildren = o.CloneChildren || r.cloneByDefault
 	if err := r.createStatesLocked(root); err != nil {
 		return nil, err
 	}

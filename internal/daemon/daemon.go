@@ -26,6 +26,9 @@ type Config struct {
 	Subsys []core.Subsys
 	Debug  bool
 	Logf   func(format string, a ...any)
+	// StrictV1 keeps cgroup v1's default of clone_children off in new
+	// hierarchies; containerfs turns it on so that new cpusets are usable.
+	StrictV1 bool
 }
 
 // Daemon owns the registry and every mount.
@@ -53,6 +56,7 @@ func New(cfg Config) (*Daemon, error) {
 	procs := core.ProcFS{Root: cfg.Proc}
 	d.Reg = core.NewRegistry(procs, cfg.Subsys...)
 	d.Reg.SetSelf(os.Getpid())
+	d.Reg.CloneChildrenByDefault(!cfg.StrictV1)
 	d.Reg.OnRelease(d.release)
 	raisePriority(cfg.Logf)
 	removeStaleMounts(cfg.Logf)
@@ -154,6 +158,8 @@ func (d *Daemon) Do(req Request) Reply {
 		return Reply{Lines: lines}
 	case "lssubsys":
 		return Reply{Lines: d.ProcCgroups()}
+	case "stats":
+		return Reply{Lines: d.track.stats()}
 	}
 	return replyErr(fmt.Errorf("unknown request %q: %w", req.Op, syscall.EINVAL))
 }

@@ -27,7 +27,7 @@ func SocketPath(flag string) string {
 
 // Request is one call on the control socket.
 type Request struct {
-	Op      string `json:"op"` // ping, mount, umount, cgroup, lssubsys
+	Op      string `json:"op"` // ping, mount, umount, cgroup, lssubsys, stats
 	Source  string `json:"source,omitempty"`
 	Dir     string `json:"dir,omitempty"`
 	Options string `json:"options,omitempty"`
@@ -42,16 +42,25 @@ type Reply struct {
 	PID   int      `json:"pid,omitempty"` // the daemon's, for ping
 }
 
-// Err turns a failed reply back into an error wrapping its errno.
+// Err turns a failed reply back into an error with the daemon's message
+// that unwraps to its errno.
 func (r *Reply) Err() error {
 	if r.Error == "" {
 		return nil
 	}
 	if r.Errno != 0 {
-		return fmt.Errorf("%s: %w", r.Error, syscall.Errno(r.Errno))
+		return &remoteError{msg: r.Error, errno: syscall.Errno(r.Errno)}
 	}
 	return errors.New(r.Error)
 }
+
+type remoteError struct {
+	msg   string
+	errno syscall.Errno
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.errno }
 
 func replyErr(err error) Reply {
 	r := Reply{Error: err.Error()}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,10 @@ type tracker struct {
 	// policy engine's way in).
 	onEvent func(procevent.Event)
 
-	resyncs atomic.Int64
+	resyncs      atomic.Int64
+	forks, exits atomic.Int64
+	losses       atomic.Int64
+	forkToPlaced latency // kernel's fork stamp to the child's placement
 }
 
 // clkTck is USER_HZ, the unit of /proc start times; 100 on every Linux
@@ -99,6 +103,7 @@ func (t *tracker) run() {
 		evs, err := t.src.Receive()
 		switch {
 		case errors.Is(err, procevent.ErrLost):
+			t.losses.Add(1)
 			t.logf("proc connector: %v; resynchronising from %s", err, t.proc)
 			t.resync()
 		case errors.Is(err, os.ErrClosed):
@@ -129,11 +134,15 @@ func (t *tracker) apply(evs []procevent.Event) (lost bool) {
 			}
 			if !t.reg.Fork(parent, child) {
 				lost = true
+			} else if ev.Timestamp != 0 {
+				t.forkToPlaced.add(time.Duration(monotonicNow() - int64(ev.Timestamp)))
 			}
+			t.forks.Add(1)
 		case procevent.Exit:
 			// Match the exit to the task we know by TID, never to the
 			// event's parent fields, which may be 0.
 			t.reg.Exit(ev.PID, t.ticks(ev.Timestamp))
+			t.exits.Add(1)
 		}
 		if t.onEvent != nil {
 			t.onEvent(ev)
@@ -145,5 +154,30 @@ func (t *tracker) apply(evs []procevent.Event) (lost bool) {
 func (t *tracker) close() {
 	if t.src != nil {
 		t.src.Close()
+	}
+}
+
+func monotonicNow() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// stats describes the tracker's work so far, for `containerfs stats`.
+func (t *tracker) stats() []string {
+	src := "none"
+	switch t.src.(type) {
+	case *procevent.Conn:
+		src = "proc connector"
+	case *procevent.Poller:
+		src = "polling /proc"
+	}
+	return []string{
+		"source " + src,
+		fmt.Sprintf("forks %d", t.forks.Load()),
+		fmt.Sprintf("exits %d", t.exits.Load()),
+		fmt.Sprintf("losses %d", t.losses.Load()),
+		fmt.Sprintf("resyncs %d", max(t.resyncs.Load()-1, 0)),
+		"fork_to_placement " + t.forkToPlaced.String(),
 	}
 }
