@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerfs/containerfs/internal/daemon"
+	"github.com/containerfs/containerfs/internal/policy"
 	"github.com/containerfs/containerfs/internal/subsys"
 	"github.com/spf13/cobra"
 )
@@ -27,12 +28,13 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: false,
 	}
 	root.PersistentFlags().StringVar(&socketFlag, "socket", "", "control socket (default $CONTAINERFS_SOCKET or "+daemon.DefaultSocket+")")
-	root.AddCommand(serveCmd(), mountCmd(), umountCmd(), installCmd(), cgroupCmd(), lssubsysCmd(), statsCmd())
+	root.AddCommand(serveCmd(), execCmd(), classifyCmd(), explainCmd(), snapshotCmd(), reloadCmd(), mountCmd(), umountCmd(), installCmd(), cgroupCmd(), lssubsysCmd(), statsCmd())
 	return root
 }
 
 func serveCmd() *cobra.Command {
 	var mountDir, mountOpts string
+	var rules, rulesDir, config, configDir string
 	var debug, doInstall, strict bool
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -45,8 +47,12 @@ func serveCmd() *cobra.Command {
 				}
 			}
 			d, err := daemon.New(daemon.Config{
-				Socket:   daemon.SocketPath(socketFlag),
-				Subsys:   subsys.All(),
+				Socket: daemon.SocketPath(socketFlag),
+				Subsys: subsys.All(),
+				Fresh:  subsys.All,
+
+				RulesFile: rules, RulesDir: rulesDir,
+				ConfigFile: config, ConfigDir: configDir,
 				Debug:    debug,
 				StrictV1: strict,
 			})
@@ -73,6 +79,14 @@ func serveCmd() *cobra.Command {
 					return err
 				}
 			}
+			d.StartPolicy()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			go func() {
+				for range hup {
+					d.ReloadPolicy() // logs what it did
+				}
+			}()
 			log.Printf("containerfs daemon %d listening on %s", os.Getpid(), daemon.SocketPath(socketFlag))
 			return d.Serve()
 		},
@@ -81,6 +95,10 @@ func serveCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&mountOpts, "options", "o", "", "mount options for --mount (default: all subsystems)")
 	cmd.Flags().BoolVar(&debug, "debug", false, "log every FUSE request")
 	cmd.Flags().BoolVar(&strict, "strict-v1", false, "leave cgroup.clone_children off in new hierarchies, as cgroup v1 does (new cpusets start empty)")
+	cmd.Flags().StringVar(&rules, "rules", policy.DefaultRulesFile, "rules file, cgrules.conf grammar (\"\" for none); reloaded on SIGHUP and on change")
+	cmd.Flags().StringVar(&rulesDir, "rules-dir", policy.DefaultRulesDir, "directory of more *.conf rules files")
+	cmd.Flags().StringVar(&config, "config", policy.DefaultConfigFile, "setup file, cgconfig.conf grammar, applied at start-up (\"\" for none)")
+	cmd.Flags().StringVar(&configDir, "config-dir", policy.DefaultConfigDir, "directory of more *.conf setup files")
 	cmd.Flags().BoolVar(&doInstall, "install", false, "first install the binary and mount.container, as `containerfs install` does")
 	return cmd
 }
@@ -148,6 +166,113 @@ func statsCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return call(daemon.Request{Op: "stats"}, cmd.OutOrStdout())
+		},
+	}
+}
+
+func execCmd() *cobra.Command {
+	var groups []string
+	var sticky bool
+	cmd := &cobra.Command{
+		Use:   "exec [-g CONTROLLERS:PATH]... [--sticky] [--] COMMAND [ARG]...",
+		Short: "Run a command in the given containers, or where the rules put it (cgexec)",
+		Long: "The daemon moves this process first, then it execs COMMAND: the command never\n" +
+			"runs in the wrong container, and the rules leave it alone afterwards (with\n" +
+			"--sticky, its children too).",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := policy.ParseSpec(groups); err != nil {
+				return err
+			}
+			prog, err := exec.LookPath(args[0])
+			if err != nil {
+				return err
+			}
+			if prog, err = filepath.Abs(prog); err != nil {
+				return err
+			}
+			req := daemon.Request{Op: "exec", Groups: groups, Program: prog}
+			if sticky {
+				req.Sticky = "tree"
+			}
+			if err := call(req, nil); err != nil {
+				return err
+			}
+			return syscall.Exec(prog, args, os.Environ())
+		},
+	}
+	cmd.Flags().StringArrayVarP(&groups, "group", "g", nil, "CONTROLLERS:PATH to run in, as cpu,memory:/guests or *:/x (repeatable; none: by the rules)")
+	cmd.Flags().BoolVar(&sticky, "sticky", false, "the rules leave the command's children alone too")
+	cmd.Flags().SetInterspersed(false)
+	return cmd
+}
+
+func classifyCmd() *cobra.Command {
+	var groups []string
+	var sticky, cancel bool
+	cmd := &cobra.Command{
+		Use:   "classify [-g CONTROLLERS:PATH]... [--sticky | --cancel-unchanged] PID...",
+		Short: "Move processes into the given containers, or where the rules put them (cgclassify)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := daemon.Request{Op: "classify", Groups: groups}
+			switch {
+			case sticky && cancel:
+				return fmt.Errorf("--sticky and --cancel-unchanged exclude each other")
+			case sticky:
+				req.Sticky = "tree"
+			case cancel:
+				req.Sticky = "none"
+			}
+			for _, a := range args {
+				pid, err := strconv.Atoi(a)
+				if err != nil || pid <= 0 {
+					return fmt.Errorf("bad PID %q", a)
+				}
+				req.PIDs = append(req.PIDs, pid)
+			}
+			return call(req, nil)
+		},
+	}
+	cmd.Flags().StringArrayVarP(&groups, "group", "g", nil, "CONTROLLERS:PATH to move into (repeatable; none: by the rules)")
+	cmd.Flags().BoolVar(&sticky, "sticky", false, "the rules leave the processes and their children alone")
+	cmd.Flags().BoolVar(&cancel, "cancel-unchanged", false, "the rules may move the processes again")
+	return cmd
+}
+
+func explainCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "explain PID",
+		Short: "Tell which rule places a process, or why none does",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pid, err := strconv.Atoi(args[0])
+			if err != nil {
+				return fmt.Errorf("bad PID %q", args[0])
+			}
+			return call(daemon.Request{Op: "explain", PID: pid}, cmd.OutOrStdout())
+		},
+	}
+}
+
+func snapshotCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "snapshot",
+		Short: "Print the live containers, owners and settings in the cgconfig.conf grammar (cgsnapshot)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(daemon.Request{Op: "snapshot"}, cmd.OutOrStdout())
+		},
+	}
+}
+
+func reloadCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "reload",
+		Short: "Re-read the rules and templates (as SIGHUP does); a bad file keeps the rules in force",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(daemon.Request{Op: "reload"}, nil)
 		},
 	}
 }

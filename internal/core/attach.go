@@ -55,7 +55,14 @@ func (r *Registry) Attach(dst *Container, who Caller, pid int, group bool) error
 			ts.Src = append(ts.Src, src)
 		}
 	}
-	return r.migrateLocked(ts)
+	if err := r.migrateLocked(ts); err != nil {
+		return err
+	}
+	if f := r.onAttach; f != nil {
+		tgid := ti.TGID
+		r.after = append(r.after, func() { f(dst, who, tgid) })
+	}
+	return nil
 }
 
 // threadGroup lists the threads of ti's group, the leader first.
@@ -246,6 +253,52 @@ func (r *Registry) Exit(tid int, at uint64) {
 		return
 	}
 	r.exitLocked(t)
+}
+
+// Known tells whether the model has a task tid.
+func (r *Registry) Known(tid int) bool {
+	r.lock()
+	defer r.unlock()
+	return r.tasks[tid] != nil
+}
+
+// Exec records that thread group tgid ran execve. When a thread other than
+// the leader execs, the kernel kills the leader and the exec'ing thread
+// takes over the group's ID (and the leader's start time, start) without an
+// exit event for its old TID: the thread the model still has in that group
+// becomes the leader, keeping its containers. Exec returns false if the
+// model knows no thread of the group at all, so the caller can resync.
+func (r *Registry) Exec(tgid int, start uint64) bool {
+	r.lock()
+	defer r.unlock()
+	if r.tasks[tgid] != nil {
+		return true
+	}
+	var heir *Task
+	var rest []*Task
+	for _, t := range r.tasks {
+		if t.TGID != tgid {
+			continue
+		}
+		if heir == nil || t.TID > heir.TID {
+			if heir != nil {
+				rest = append(rest, heir)
+			}
+			heir = t
+		} else {
+			rest = append(rest, t)
+		}
+	}
+	if heir == nil {
+		return false
+	}
+	for _, t := range rest {
+		r.exitLocked(t) // de_thread killed them; their exits may be late
+	}
+	delete(r.tasks, heir.TID)
+	heir.TID, heir.Start = tgid, start
+	r.tasks[tgid] = heir
+	return true
 }
 
 // ScanTask is one thread as a scan of /proc found it.

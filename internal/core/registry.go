@@ -27,6 +27,7 @@ type Registry struct {
 	after []func()
 
 	onRelease func(h *Hierarchy, path string)
+	onAttach  func(dst *Container, who Caller, tgid int) // guarded by mu
 
 	// cloneByDefault turns cgroup.clone_children on in the root of every
 	// new hierarchy. Guarded by mu.
@@ -87,6 +88,16 @@ func (r *Registry) OnRelease(f func(h *Hierarchy, path string)) {
 	r.lock()
 	defer r.unlock()
 	r.onRelease = f
+}
+
+// OnAttach sets what runs after each Attach that succeeded (even one that
+// found the task already in dst): dst, the caller, and the thread group of
+// the task written. It runs outside the registry lock. The policy engine
+// learns of moves made by hand so.
+func (r *Registry) OnAttach(f func(dst *Container, who Caller, tgid int)) {
+	r.lock()
+	defer r.unlock()
+	r.onAttach = f
 }
 
 // Subsystems lists the names of the known subsystems.

@@ -13,9 +13,11 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/containerfs/containerfs/internal/cgfs"
 	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/policy"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,6 +28,15 @@ type Config struct {
 	Subsys []core.Subsys
 	Debug  bool
 	Logf   func(format string, a ...any)
+
+	// The policy: rules in the cgrules.conf grammar, and a setup in the
+	// cgconfig.conf grammar applied at start (its templates serve the
+	// rules). An empty path reads nothing.
+	RulesFile, RulesDir   string
+	ConfigFile, ConfigDir string
+	// Fresh makes new instances of Subsys (subsys.All), so that a
+	// snapshot writes only the settings that differ from a new container's.
+	Fresh func() []core.Subsys
 	// StrictV1 keeps cgroup v1's default of clone_children off in new
 	// hierarchies; containerfs turns it on so that new cpusets are usable.
 	StrictV1 bool
@@ -38,6 +49,10 @@ type Daemon struct {
 
 	ln    net.Listener
 	track *tracker
+
+	// Policy places processes by the rules (internal/policy).
+	Policy    *policy.Engine
+	stopWatch func()
 
 	mu     sync.Mutex
 	mounts map[string][]*cgfs.Mount // by directory, oldest first (mounts stack); guarded by mu
@@ -65,10 +80,89 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	// Listen for events before the first scan, so that nothing born
 	// between the two is missed.
+	d.Policy = policy.New(policy.Options{
+		Model: policy.CoreModel{Reg: d.Reg}, Procs: policy.ProcFS{Root: cfg.Proc},
+		Known: d.Reg.Subsystems(), RulesFile: cfg.RulesFile, RulesDir: cfg.RulesDir,
+		Logf: cfg.Logf,
+	})
+	// A move made by hand (a write to tasks or cgroup.procs) sticks: the
+	// rules leave that process alone from then on.
+	d.Reg.OnAttach(func(dst *core.Container, who core.Caller, tgid int) {
+		if !policy.Own(who) {
+			d.Policy.NoteManual(tgid)
+		}
+	})
 	d.track = newTracker(d.Reg, cfg.Proc, cfg.Logf)
+	d.track.onEvent = d.Policy.HandleEvent
+	d.track.onLost = func() { d.Policy.Lost(nil) }
 	d.track.resync()
 	go d.track.run()
 	return d, nil
+}
+
+// StartPolicy applies the setup file (mounting what it names through
+// Mount), loads the rules, classifies every process once, as cgrulesengd
+// does at start-up, and reloads the rules whenever their files (or the
+// user and group databases) change. Bad files are logged with their line
+// numbers; the daemon runs on without them.
+func (d *Daemon) StartPolicy() {
+	cfg, err := policy.LoadConfig(d.cfg.ConfigFile, d.cfg.ConfigDir)
+	if err != nil {
+		d.cfg.Logf("setup not applied:\n%v", err)
+	} else {
+		for _, w := range cfg.Warnings {
+			d.cfg.Logf("setup: %s", w)
+		}
+		if err := policy.Apply(policy.CoreModel{Reg: d.Reg}, cfg, policy.ApplyOptions{Mount: d.Mount}); err != nil {
+			d.cfg.Logf("setup: %v", err)
+		}
+		d.Policy.SetConfig(cfg)
+	}
+	d.Policy.Reload()
+	go func() {
+		t0 := time.Now()
+		moved, err := d.Policy.ClassifyAll()
+		d.cfg.Logf("rules: %d processes placed at start-up in %v", moved, time.Since(t0).Round(time.Millisecond))
+		if err != nil {
+			d.cfg.Logf("rules: %v", err)
+		}
+	}()
+	var watched []string
+	for _, p := range []string{d.cfg.RulesFile, d.cfg.RulesDir, d.cfg.ConfigFile, d.cfg.ConfigDir, "/etc/passwd", "/etc/group"} {
+		if p != "" {
+			watched = append(watched, p)
+		}
+	}
+	d.stopWatch = policy.Watch(time.Second, func() { d.ReloadPolicy() }, watched...)
+}
+
+// ReloadPolicy re-reads the rules and the setup's templates (SIGHUP). The
+// setup is not applied again: that would undo changes made since. On an
+// error the rules in force stay.
+func (d *Daemon) ReloadPolicy() error {
+	cfg, err := policy.LoadConfig(d.cfg.ConfigFile, d.cfg.ConfigDir)
+	if err != nil {
+		d.cfg.Logf("templates not reloaded:\n%v", err)
+	} else {
+		d.Policy.SetConfig(cfg)
+	}
+	return errors.Join(err, d.Policy.Reload())
+}
+
+// mountDirs lists where h is mounted, for snapshots.
+func (d *Daemon) mountDirs(h *core.Hierarchy) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var dirs []string
+	for dir, ms := range d.mounts {
+		for _, m := range ms {
+			if m.H == h && !slices.Contains(dirs, dir) {
+				dirs = append(dirs, dir)
+			}
+		}
+	}
+	slices.Sort(dirs)
+	return dirs
 }
 
 func (d *Daemon) listen() error {
@@ -107,7 +201,8 @@ func (d *Daemon) Serve() error {
 func (d *Daemon) handle(conn *net.UnixConn) {
 	defer conn.Close()
 	enc := json.NewEncoder(conn)
-	if uid, err := peerUID(conn); err != nil || uid != 0 {
+	cred, err := peerCred(conn)
+	if err != nil || cred.Uid != 0 {
 		enc.Encode(Reply{Error: "permission denied: the control socket is root's", Errno: int(syscall.EPERM)})
 		return
 	}
@@ -116,23 +211,21 @@ func (d *Daemon) handle(conn *net.UnixConn) {
 		enc.Encode(Reply{Error: "bad request: " + err.Error(), Errno: int(syscall.EINVAL)})
 		return
 	}
+	req.peer = int(cred.Pid)
 	enc.Encode(d.Do(req))
 }
 
-func peerUID(conn *net.UnixConn) (uint32, error) {
+func peerCred(conn *net.UnixConn) (*unix.Ucred, error) {
 	raw, err := conn.SyscallConn()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	var cred *unix.Ucred
 	var cerr error
 	raw.Control(func(fd uintptr) {
 		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	})
-	if cerr != nil {
-		return 0, cerr
-	}
-	return cred.Uid, nil
+	return cred, cerr
 }
 
 // Do carries out one request.
@@ -158,11 +251,69 @@ func (d *Daemon) Do(req Request) Reply {
 		return Reply{Lines: lines}
 	case "lssubsys":
 		return Reply{Lines: d.ProcCgroups()}
+	case "explain":
+		return Reply{Lines: lines(d.Policy.Explain(req.PID))}
+	case "classify", "exec", "sticky":
+		if err := d.place(req); err != nil {
+			return replyErr(err)
+		}
+		return Reply{}
+	case "snapshot":
+		cfg, err := policy.Snapshot(d.Reg, policy.SnapshotOptions{MountDirs: d.mountDirs, Fresh: d.cfg.Fresh})
+		if err != nil {
+			return replyErr(err)
+		}
+		b, err := policy.Format(cfg)
+		if err != nil {
+			return replyErr(err)
+		}
+		return Reply{Lines: lines(string(b))}
+	case "reload":
+		if err := d.ReloadPolicy(); err != nil {
+			return replyErr(err)
+		}
+		return Reply{}
 	case "stats":
 		return Reply{Lines: d.track.stats()}
 	}
 	return replyErr(fmt.Errorf("unknown request %q: %w", req.Op, syscall.EINVAL))
 }
+
+// place serves classify (cgclassify), exec (cgexec: pid 0 is the caller,
+// who execs once this returns) and sticky.
+func (d *Daemon) place(req Request) error {
+	mode := policy.StickSelf
+	switch req.Sticky {
+	case "":
+	case "tree":
+		mode = policy.StickTree
+	case "none":
+		mode = policy.StickNone
+	default:
+		return fmt.Errorf("sticky %q: want tree or none: %w", req.Sticky, syscall.EINVAL)
+	}
+	spec, err := policy.ParseSpec(req.Groups)
+	if err != nil {
+		return err
+	}
+	switch req.Op {
+	case "classify":
+		return d.Policy.Classify(req.PIDs, spec, mode)
+	case "exec":
+		pid := req.PID
+		if pid == 0 {
+			pid = req.peer
+		}
+		return d.Policy.Exec(pid, spec, req.Program, mode)
+	}
+	var errs []error
+	for _, pid := range req.PIDs {
+		errs = append(errs, d.Policy.Stick(pid, mode))
+	}
+	return errors.Join(errs...)
+}
+
+func lines(s string) []string { return strings.Split(strings.TrimSuffix(s, "\n"), "\n") }
 
 // Mount mounts the hierarchy that opts stand for at dir.
 func (d *Daemon) Mount(source, dir, opts string) error {
@@ -223,6 +374,9 @@ func (d *Daemon) Unmount(dir string) error {
 // Close unmounts everything and stops answering.
 func (d *Daemon) Close() error {
 	d.ln.Close()
+	if d.stopWatch != nil {
+		d.stopWatch()
+	}
 	d.track.close()
 	os.Remove(d.cfg.Socket)
 	d.mu.Lock()

@@ -32,6 +32,14 @@ type Request struct {
 	Dir     string `json:"dir,omitempty"`
 	Options string `json:"options,omitempty"`
 	PID     int    `json:"pid,omitempty"`
+
+	// Policy: classify, exec, sticky, explain, snapshot, reload.
+	PIDs    []int    `json:"pids,omitempty"`    // classify, sticky
+	Groups  []string `json:"groups,omitempty"`  // -g CONTROLLERS:PATH; none: by the rules
+	Program string   `json:"program,omitempty"` // exec: the program the caller execs next
+	Sticky  string   `json:"sticky,omitempty"`  // "" (the process only), "tree" (--sticky), "none" (--cancel-unchanged)
+
+	peer int // the caller's PID, from SO_PEERCRED; never sent
 }
 
 // Reply answers a Request.

@@ -31,6 +31,10 @@ type tracker struct {
 	// OnEvent, if set, sees every event after the model applied it (the
 	// policy engine's way in).
 	onEvent func(procevent.Event)
+	// onLost, if set, runs after a resync made because events were lost:
+	// the policy engine classifies every process again, as an exec may
+	// have gone unseen.
+	onLost func()
 
 	resyncs      atomic.Int64
 	forks, exits atomic.Int64
@@ -106,6 +110,7 @@ func (t *tracker) run() {
 			t.losses.Add(1)
 			t.logf("proc connector: %v; resynchronising from %s", err, t.proc)
 			t.resync()
+			t.lost()
 		case errors.Is(err, os.ErrClosed):
 			return
 		case err != nil:
@@ -114,6 +119,7 @@ func (t *tracker) run() {
 		}
 		if t.apply(evs) {
 			t.resync()
+			t.lost()
 		}
 	}
 }
@@ -138,6 +144,14 @@ func (t *tracker) apply(evs []procevent.Event) (lost bool) {
 				t.forkToPlaced.add(time.Duration(monotonicNow() - int64(ev.Timestamp)))
 			}
 			t.forks.Add(1)
+		case procevent.Exec:
+			if ev.PID == ev.TGID && !t.reg.Known(ev.TGID) {
+				// A non-leader thread exec'd and took over the group's ID.
+				pt, err := procevent.ReadTask(t.proc, ev.TGID)
+				if err == nil && !t.reg.Exec(ev.TGID, pt.Start) {
+					lost = true
+				}
+			}
 		case procevent.Exit:
 			// Match the exit to the task we know by TID, never to the
 			// event's parent fields, which may be 0.
@@ -149,6 +163,12 @@ func (t *tracker) apply(evs []procevent.Event) (lost bool) {
 		}
 	}
 	return lost
+}
+
+func (t *tracker) lost() {
+	if t.onLost != nil {
+		t.onLost()
+	}
 }
 
 func (t *tracker) close() {

@@ -242,3 +242,30 @@ func TestTrackerFixtures(t *testing.T) {
 	w.tr.apply(evs[2:])
 	w.want(evs[0].PID, "")
 }
+
+// TestTrackerExecFromThread: when a non-leader thread execs, the kernel
+// kills the leader (an exit event for the group's ID) and the thread takes
+// over the ID without an exit event of its own; the process must stay in
+// its container.
+func TestTrackerExecFromThread(t *testing.T) {
+	w := newWorld(t)
+	w.proc.add(1, 1, 0, 1)
+	w.proc.add(100, 100, 1, 50)
+	w.proc.add(101, 100, 1, 52)
+	w.tr.resync()
+	w.put(100)
+	w.put(101)
+
+	w.proc.remove(101, 100) // after the exec, /proc shows only 100
+	if w.tr.apply([]procevent.Event{
+		exit(100, 100, 60),
+		{What: procevent.Exec, PID: 100, TGID: 100, Timestamp: ns(60)},
+	}) {
+		t.Error("exec from a thread asked for a resync")
+	}
+	w.want(100, "/c")
+	w.want(101, "")
+	if got := w.c.NumTasks(); got != 1 {
+		t.Errorf("tasks in /c: got %d, want 1", got)
+	}
+}

@@ -90,7 +90,9 @@ func StartDaemon(t testing.TB, args ...string) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.Cmd = exec.Command(bin, append([]string{"serve", "--socket", d.Socket}, args...)...)
+	// No rules or setup from /etc: a test's daemon sees only what it is given.
+	base := []string{"serve", "--socket", d.Socket, "--rules", "", "--rules-dir", "", "--config", "", "--config-dir", ""}
+	d.Cmd = exec.Command(bin, append(base, args...)...)
 	d.Cmd.Stdout, d.Cmd.Stderr = logf, logf
 	d.Cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := d.Cmd.Start(); err != nil {
