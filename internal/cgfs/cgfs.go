@@ -94,18 +94,24 @@ func Serve(reg *core.Registry, h *core.Hierarchy, dir, source string, opts Optio
 }
 
 // Unmount unmounts the view and waits until it is gone.
-func (m *Mount) Unmount() error {
-	err := m.server.Unmount()
-	if err != nil {
-		// Lazily, as a last resort: a busy mount must not keep the daemon.
+//
+// A busy mount (an open file, a working directory in it) is detached
+// instead, as umount -l does; its server then lives until the last user
+// lets go, or until the daemon exits, which ends the connection. Unmount
+// waits at most wait for the server to finish.
+func (m *Mount) Unmount(wait time.Duration) error {
+	err := syscall.Unmount(m.Dir, 0)
+	if errors.Is(err, syscall.EBUSY) {
 		err = syscall.Unmount(m.Dir, syscall.MNT_DETACH)
+	}
+	if err != nil {
+		return fmt.Errorf("unmount %s: %w", m.Dir, err)
 	}
 	select {
 	case <-m.done:
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("unmount %s: timed out", m.Dir)
+	case <-time.After(wait):
 	}
-	return err
+	return nil
 }
 
 // Done is closed once the mount is gone.

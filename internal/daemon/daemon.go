@@ -368,7 +368,7 @@ func (d *Daemon) Unmount(dir string) error {
 	if m == nil {
 		return fmt.Errorf("%s is not a containerfs mount: %w", dir, syscall.EINVAL)
 	}
-	return m.Unmount()
+	return m.Unmount(10 * time.Second)
 }
 
 // Close unmounts everything and stops answering.
@@ -387,12 +387,13 @@ func (d *Daemon) Close() error {
 		}
 	}
 	d.mu.Unlock()
-	var errs []error
-	for _, m := range ms {
-		if err := m.Unmount(); err != nil {
-			errs = append(errs, err)
-		}
+	// In parallel: a busy mount is detached and must not hold up the rest.
+	errs := make([]error, len(ms))
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		wg.Go(func() { errs[i] = m.Unmount(2 * time.Second) })
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

@@ -4,6 +4,7 @@ package subsys
 
 import (
 	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/subsys/cpuacct"
 	"github.com/containerfs/containerfs/internal/subsys/cpuset"
 	"github.com/containerfs/containerfs/internal/subsys/debug"
 )
@@ -12,6 +13,7 @@ import (
 func All() []core.Subsys {
 	return []core.Subsys{
 		&cpuset.Subsys{},
+		&cpuacct.Subsys{},
 		&debug.Subsys{},
 	}
 }
