@@ -7,6 +7,8 @@ import (
 	"github.com/containerfs/containerfs/internal/subsys/cpuacct"
 	"github.com/containerfs/containerfs/internal/subsys/cpuset"
 	"github.com/containerfs/containerfs/internal/subsys/debug"
+	"github.com/containerfs/containerfs/internal/subsys/freezer"
+	"github.com/containerfs/containerfs/internal/subsys/pids"
 )
 
 // All makes a fresh instance of every known subsystem, in order.
@@ -14,6 +16,8 @@ func All() []core.Subsys {
 	return []core.Subsys{
 		&cpuset.Subsys{},
 		&cpuacct.Subsys{},
+		&freezer.Subsys{},
+		&pids.Subsys{},
 		&debug.Subsys{},
 	}
 }

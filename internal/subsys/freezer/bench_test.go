@@ -1,0 +1,193 @@
+package freezer
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerfs/containerfs/internal/testutil"
+)
+
+// kernelFreezer is where the host mounts the kernel's cgroup v1 freezer.
+const kernelFreezer = "/sys/fs/cgroup/freezer"
+
+// kernelCgroup makes a bench-* child of the kernel's freezer hierarchy and
+// removes it when the test ends, once the processes the test moved there
+// are gone. It is the only place the tests write under /sys/fs/cgroup.
+func kernelCgroup(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(kernelFreezer, "cgroup.procs")); err != nil {
+		t.Skipf("no kernel cgroup v1 freezer at %s: %v", kernelFreezer, err)
+	}
+	dir := filepath.Join(kernelFreezer, fmt.Sprintf("bench-%d-%08x", os.Getpid(), rand.Uint32()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Never leave our processes frozen in the kernel: thaw first.
+		os.WriteFile(filepath.Join(dir, "freezer.state"), []byte("THAWED"), 0)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			err := syscall.Rmdir(dir)
+			if err == nil || errors.Is(err, syscall.ENOENT) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("rmdir %s: %v", dir, err)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	return dir
+}
+
+// freezeTimes freezes and thaws dir, whose tasks are pids, rounds times,
+// and returns the time to read FROZEN after the write, and the time from
+// the THAWED write until no task is stopped any more (state t, or D for the
+// kernel's frozen tasks).
+func freezeTimes(t *testing.T, dir string, pids []int, rounds int) (freeze, thaw []time.Duration) {
+	t.Helper()
+	state := filepath.Join(dir, "freezer.state")
+	for range rounds {
+		start := time.Now()
+		write(t, state, "FROZEN")
+		for read(t, state) != "FROZEN" {
+			if time.Since(start) > settle {
+				t.Fatalf("%s not FROZEN within %v", dir, settle)
+			}
+		}
+		freeze = append(freeze, time.Since(start))
+		time.Sleep(200 * time.Millisecond)
+
+		start = time.Now()
+		write(t, state, "THAWED")
+		for !allRunning(pids) {
+			if time.Since(start) > settle {
+				t.Fatalf("%s: tasks not all running %v after THAWED", dir, settle)
+			}
+		}
+		thaw = append(thaw, time.Since(start))
+		time.Sleep(200 * time.Millisecond)
+	}
+	return freeze, thaw
+}
+
+// busyGroup starts n busy loops in a session of their own, so that they
+// share one autogroup: otherwise they would be in this test's session and
+// leave its polling loop 1/(n+1) of the CPU, which would measure the
+// scheduler rather than the freezer.
+func busyGroup(t *testing.T, n int) []int {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", `i=0; while [ $i -lt "$1" ]; do (while :; do :; done) & echo $!; i=$((i+1)); done; wait`, "sh", strconv.Itoa(n))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+	sc := bufio.NewScanner(out)
+	var pids []int
+	for len(pids) < n && sc.Scan() {
+		pid, err := strconv.Atoi(strings.TrimSpace(sc.Text()))
+		if err != nil {
+			t.Fatalf("launcher said %q", sc.Text())
+		}
+		pids = append(pids, pid)
+	}
+	if len(pids) < n {
+		t.Fatalf("launcher started %d busy loops, want %d: %v", len(pids), n, sc.Err())
+	}
+	return pids
+}
+
+func allRunning(pids []int) bool {
+	for _, pid := range pids {
+		ts, err := readTask(pid, pid)
+		if err != nil {
+			continue
+		}
+		if ts.state == 't' || ts.state == 'T' || ts.state == 'D' {
+			return false
+		}
+	}
+	return true
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func fmtDurs(ds []time.Duration) string {
+	var s []string
+	for _, d := range ds {
+		s = append(s, fmt.Sprintf("%.2fms", float64(d)/1e6))
+	}
+	return strings.Join(s, " ")
+}
+
+// TestBenchFreeze100VsKernel: the time for 100 busy tasks to read FROZEN,
+// and to run again after THAWED, under containerfs and under the kernel's
+// freezer, side by side. It runs only with CONTAINERFS_BENCH=1:
+//
+//	CONTAINERFS_BENCH=1 go test -run TestBenchFreeze100VsKernel -v ./internal/subsys/freezer/
+func TestBenchFreeze100VsKernel(t *testing.T) {
+	if os.Getenv("CONTAINERFS_BENCH") != "1" {
+		t.Skip("set CONTAINERFS_BENCH=1 to compare with the kernel")
+	}
+	testutil.RequireRoot(t)
+	const n, rounds = 100, 5
+
+	dir := mkdir(t, filepath.Join(mount(t), "bench"))
+	kdir := kernelCgroup(t)
+	pids := busyGroup(t, n)
+	// Cleanups run last-registered first: the processes die before the
+	// containers are removed, and the kernel cgroup is thawed first.
+	for _, pid := range pids {
+		move(t, dir, pid)
+	}
+	oursFreeze, oursThaw := freezeTimes(t, dir, pids, rounds)
+
+	for _, pid := range pids {
+		move(t, kdir, pid)
+	}
+	kernFreeze, kernThaw := freezeTimes(t, kdir, pids, rounds)
+
+	// A reference check for docs/deviations-freezer.md: does SIGKILL end a
+	// task frozen by the kernel's v1 freezer before the thaw?
+	write(t, filepath.Join(kdir, "freezer.state"), "FROZEN")
+	waitState(t, kdir, "FROZEN", settle)
+	syscall.Kill(pids[0], syscall.SIGKILL)
+	time.Sleep(300 * time.Millisecond)
+	ts, err := readTask(pids[0], pids[0])
+	t.Logf("kernel: a frozen task 300 ms after SIGKILL: state %q (err %v); Z or gone means it died while frozen", ts.state, err)
+	write(t, filepath.Join(kdir, "freezer.state"), "THAWED")
+	pids = pids[1:]
+
+	t.Logf("%d busy tasks, %d rounds; freeze: write FROZEN until freezer.state reads FROZEN; thaw: write THAWED until every task has left its stopped state", n, rounds)
+	t.Logf("containerfs freeze: %s", fmtDurs(oursFreeze))
+	t.Logf("kernel      freeze: %s", fmtDurs(kernFreeze))
+	t.Logf("containerfs thaw:   %s", fmtDurs(oursThaw))
+	t.Logf("kernel      thaw:   %s", fmtDurs(kernThaw))
+	t.Logf("%-22s %12s %12s", "median", "containerfs", "kernel")
+	t.Logf("%-22s %12v %12v", "100 tasks to FROZEN", median(oursFreeze).Round(time.Microsecond), median(kernFreeze).Round(time.Microsecond))
+	t.Logf("%-22s %12v %12v", "100 tasks running", median(oursThaw).Round(time.Microsecond), median(kernThaw).Round(time.Microsecond))
+}
