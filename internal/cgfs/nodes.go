@@ -210,8 +210,11 @@ func (n *fileNode) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAtt
 	return 0
 }
 
+// Open serves every read fresh (direct I/O), and asks for no FLUSH at
+// close: a write is complete when write(2) returns, so close(2) need not
+// wait for a round trip.
 func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	return &handle{n: n}, fuse.FOPEN_DIRECT_IO, 0
+	return &handle{n: n}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
 }
 
 // handle is an open control file: the snapshot being read.
