@@ -21,7 +21,7 @@ func (r *Registry) Attach(dst *Container, who Caller, pid int, group bool) error
 	}
 	// Read /proc before taking the lock.
 	ti, err := r.procs.Task(pid)
-	if err != nil {
+	if err != nil || ti.Exited {
 		return fmt.Errorf("attach %d: %w", pid, syscall.ESRCH)
 	}
 	if ti.NoSetAffinity {

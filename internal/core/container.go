@@ -312,6 +312,7 @@ func (r *Registry) destroyStatesLocked(c *Container) {
 
 // Rmdir removes the empty container name under parent.
 func (r *Registry) Rmdir(parent *Container, name string, who Caller) error {
+	r.reapExited(parent, name)
 	r.lock()
 	defer r.unlock()
 	c := parent.children[name]
@@ -333,6 +334,39 @@ func (r *Registry) Rmdir(parent *Container, name string, who Caller) error {
 	// The last child gone may make the parent releasable.
 	r.checkReleaseLocked(parent)
 	return nil
+}
+
+// reapExited removes from container name under parent the tasks that have
+// exited but whose exit events have not been applied yet, so that
+// "kill; wait; rmdir" works as it does with the kernel, where the exit is
+// done before wait(2) returns. It looks only at a container with few
+// tasks and no children: rmdir's case.
+func (r *Registry) reapExited(parent *Container, name string) {
+	r.lock()
+	c := parent.children[name]
+	var ts []Task
+	if c != nil && len(c.children) == 0 && len(c.tasks) <= 64 {
+		for t := range c.tasks {
+			ts = append(ts, Task{TID: t.TID, Start: t.Start})
+		}
+	}
+	r.unlock()
+	var gone []Task
+	for _, t := range ts {
+		if info, err := r.procs.Task(t.TID); err != nil || info.Exited || !sameStart(info.Start, t.Start) {
+			gone = append(gone, t)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	r.lock()
+	defer r.unlock()
+	for _, g := range gone {
+		if t := r.tasks[g.TID]; t != nil && t.Start == g.Start {
+			r.exitLocked(t)
+		}
+	}
 }
 
 // Rename renames container old under parent to new, within the same parent.

@@ -38,6 +38,9 @@ type TaskInfo struct {
 	// NoSetAffinity marks kernel threads with PF_NO_SETAFFINITY, which
 	// cgroup v1 refuses to move (EINVAL).
 	NoSetAffinity bool
+	// Exited marks a zombie: it has left every cgroup, and moving it is
+	// ESRCH.
+	Exited bool
 }
 
 // Procs looks tasks up where they live. The daemon uses /proc; unit tests use
@@ -106,7 +109,7 @@ func parseStat(b []byte) (TaskInfo, error) {
 	if err != nil {
 		return TaskInfo{}, fmt.Errorf("stat start time: %w", err)
 	}
-	return TaskInfo{Start: start, NoSetAffinity: flags&pfNoSetAffinity != 0}, nil
+	return TaskInfo{Start: start, NoSetAffinity: flags&pfNoSetAffinity != 0, Exited: f[0] == "Z" || f[0] == "X"}, nil
 }
 
 // Threads lists /proc/TGID/task.
