@@ -78,7 +78,7 @@ func (r *Registry) threadGroup(ti TaskInfo) ([]TaskInfo, error) {
 			continue
 		}
 		info, err := r.procs.Task(tid)
-		if err != nil {
+		if err != nil || info.Exited {
 			continue // exited meanwhile
 		}
 		infos = append(infos, info)

@@ -584,3 +584,27 @@ func TestContainerAtDotDot(t *testing.T) {
 		})
 	}
 }
+
+// TestRmdirLateExit: a task that has exited (gone, or a zombie) while its
+// exit event is still on its way does not keep rmdir from succeeding.
+func TestRmdirLateExit(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		after func(p *fakeProcs)
+		want  syscall.Errno
+	}{
+		{name: "reaped", after: func(p *fakeProcs) { p.remove(100) }},
+		{name: "zombie", after: func(p *fakeProcs) { z := proc(100, 0, 1); z.Exited = true; p.set(z) }},
+		{name: "pid reused", after: func(p *fakeProcs) { p.set(proc(100, 0, 9)) }},
+		{name: "alive", after: func(*fakeProcs) {}, want: syscall.EBUSY},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			procs := newProcs(proc(100, 0, 1))
+			r := NewRegistry(procs, newFake("s", &callLog{}))
+			h := mustMount(t, r, "s")
+			moveTo(t, r, mustMkdir(t, r, h.Root(), "c"), 100)
+			tc.after(procs)
+			checkErrno(t, "Rmdir(c)", r.Rmdir(h.Root(), "c", rootCaller), tc.want)
+		})
+	}
+}
