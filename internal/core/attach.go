@@ -19,8 +19,10 @@ func (r *Registry) Attach(dst *Container, who Caller, pid int, group bool) error
 	if pid <= 0 {
 		return fmt.Errorf("pid %d: %w", pid, syscall.ESRCH)
 	}
-	// Read /proc before taking the lock.
-	ti, err := r.procs.Task(pid)
+	// Read /proc before taking the lock: for a task the model knows, its
+	// stat (start time, flags) is enough when root writes; otherwise its
+	// status too (thread group, uids).
+	ti, err := r.lookup(pid, who.UID == 0)
 	if err != nil || ti.Exited {
 		return fmt.Errorf("attach %d: %w", pid, syscall.ESRCH)
 	}
@@ -59,10 +61,35 @@ func (r *Registry) Attach(dst *Container, who Caller, pid int, group bool) error
 		return err
 	}
 	if f := r.onAttach; f != nil {
-		tgid := ti.TGID
-		r.after = append(r.after, func() { f(dst, who, tgid) })
+		tgid, start := ti.TGID, ti.Start
+		if leader := r.tasks[tgid]; leader != nil {
+			start = leader.Start
+		}
+		r.after = append(r.after, func() { f(dst, who, tgid, start) })
 	}
 	return nil
+}
+
+// lookup describes task pid from /proc, reading only its stat when the
+// model already knows the task (same start time) and uids are not needed.
+func (r *Registry) lookup(pid int, root bool) (TaskInfo, error) {
+	r.lock()
+	var tgid int
+	var start uint64
+	if t := r.tasks[pid]; t != nil {
+		tgid, start = t.TGID, t.Start
+	}
+	r.unlock()
+	if root && tgid != 0 {
+		if st, ok := r.procs.(StatReader); ok {
+			ti, err := st.Stat(pid)
+			if err == nil && sameStart(ti.Start, start) {
+				ti.TID, ti.TGID = pid, tgid
+				return ti, nil
+			}
+		}
+	}
+	return r.procs.Task(pid)
 }
 
 // threadGroup lists the threads of ti's group, the leader first.
@@ -298,6 +325,11 @@ func (r *Registry) Exec(tgid int, start uint64) bool {
 	delete(r.tasks, heir.TID)
 	heir.TID, heir.Start = tgid, start
 	r.tasks[tgid] = heir
+	for _, c := range heir.in {
+		if c != nil {
+			c.membersChangedLocked()
+		}
+	}
 	return true
 }
 

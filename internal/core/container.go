@@ -27,7 +27,15 @@ type Container struct {
 	uid, gid        uint32          // the directory's owner
 	fuid, fgid      uint32          // the control files' owner: the creator
 	fattr           map[string]Attr // control files whose attributes were changed
+
+	// pids caches the formatted tasks ([0]) and cgroup.procs ([1]) until
+	// membership changes; pidsOK says which entries are valid.
+	pids   [2]string
+	pidsOK [2]bool
 }
+
+// membersChangedLocked drops the formatted member lists.
+func (c *Container) membersChangedLocked() { c.pidsOK = [2]bool{} }
 
 // Attr is an entry's ownership and permission bits.
 type Attr struct {
@@ -118,6 +126,7 @@ func (t *Task) setIn(h *Hierarchy, c *Container) {
 	}
 	if old := t.in[h.slot]; old != nil {
 		delete(old.tasks, t)
+		old.membersChangedLocked()
 	}
 	t.in[h.slot] = c
 	if c != nil {
@@ -125,6 +134,7 @@ func (t *Task) setIn(h *Hierarchy, c *Container) {
 			c.tasks = map[*Task]struct{}{}
 		}
 		c.tasks[t] = struct{}{}
+		c.membersChangedLocked()
 	}
 }
 

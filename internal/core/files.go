@@ -132,7 +132,14 @@ func parseKernelUint(s string, bits int) (uint64, error) {
 // readPIDs lists the container's TIDs, or its TGIDs, sorted and unique as
 // current kernels print them.
 func readPIDs(tgids bool) func(*Container) (string, error) {
+	which := 0
+	if tgids {
+		which = 1
+	}
 	return func(c *Container) (string, error) {
+		if c.pidsOK[which] {
+			return c.pids[which], nil
+		}
 		ids := make([]int, 0, len(c.tasks))
 		for t := range c.tasks {
 			if tgids {
@@ -148,7 +155,8 @@ func readPIDs(tgids bool) func(*Container) (string, error) {
 			b = strconv.AppendInt(b, int64(id), 10)
 			b = append(b, '\n')
 		}
-		return string(b), nil
+		c.pids[which], c.pidsOK[which] = string(b), true
+		return c.pids[which], nil
 	}
 }
 

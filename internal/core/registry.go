@@ -27,7 +27,7 @@ type Registry struct {
 	after []func()
 
 	onRelease func(h *Hierarchy, path string)
-	onAttach  func(dst *Container, who Caller, tgid int) // guarded by mu
+	onAttach  func(dst *Container, who Caller, tgid int, start uint64) // guarded by mu
 
 	// cloneByDefault turns cgroup.clone_children on in the root of every
 	// new hierarchy. Guarded by mu.
@@ -92,9 +92,10 @@ func (r *Registry) OnRelease(f func(h *Hierarchy, path string)) {
 
 // OnAttach sets what runs after each Attach that succeeded (even one that
 // found the task already in dst): dst, the caller, and the thread group of
-// the task written. It runs outside the registry lock. The policy engine
-// learns of moves made by hand so.
-func (r *Registry) OnAttach(f func(dst *Container, who Caller, tgid int)) {
+// the task written with its leader's start time. It runs outside the
+// registry lock, before the writer is answered. The policy engine learns of
+// moves made by hand so.
+func (r *Registry) OnAttach(f func(dst *Container, who Caller, tgid int, start uint64)) {
 	r.lock()
 	defer r.unlock()
 	r.onAttach = f

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Task is one thread on the machine. A task is identified by its TID and its
@@ -52,15 +54,38 @@ type Procs interface {
 	Threads(tgid int) ([]int, error)
 }
 
+// StatReader is an optional Procs method: a cheaper lookup that fills only
+// Start, NoSetAffinity and Exited.
+type StatReader interface {
+	Stat(tid int) (TaskInfo, error)
+}
+
 // ProcFS reads tasks from a procfs mounted at Root ("/proc").
 type ProcFS struct{ Root string }
 
 const pfNoSetAffinity = 0x04000000
 
-// Task reads /proc/TID/stat and, for the uids, /proc/TID/status.
-func (p ProcFS) Task(tid int) (TaskInfo, error) {
-	dir := fmt.Sprintf("%s/%d", p.Root, tid)
-	b, err := os.ReadFile(dir + "/stat")
+var _ StatReader = ProcFS{}
+
+// readSmall reads a small /proc file with one open, read and close, into
+// buf (os.ReadFile stats and grows its buffer: several times the cost).
+func readSmall(path string, buf []byte) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	n, err := unix.Read(fd, buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+// Stat reads only /proc/TID/stat.
+func (p ProcFS) Stat(tid int) (TaskInfo, error) {
+	var buf [1024]byte
+	b, err := readSmall(p.Root+"/"+strconv.Itoa(tid)+"/stat", buf[:])
 	if err != nil {
 		return TaskInfo{}, fmt.Errorf("task %d: %w", tid, syscall.ESRCH)
 	}
@@ -69,7 +94,18 @@ func (p ProcFS) Task(tid int) (TaskInfo, error) {
 		return TaskInfo{}, fmt.Errorf("task %d: %w", tid, err)
 	}
 	ti.TID = tid
-	st, err := os.ReadFile(dir + "/status")
+	return ti, nil
+}
+
+// Task reads /proc/TID/stat and, for the thread group and uids,
+// /proc/TID/status.
+func (p ProcFS) Task(tid int) (TaskInfo, error) {
+	ti, err := p.Stat(tid)
+	if err != nil {
+		return TaskInfo{}, err
+	}
+	var buf [4096]byte
+	st, err := readSmall(p.Root+"/"+strconv.Itoa(tid)+"/status", buf[:])
 	if err != nil {
 		return TaskInfo{}, fmt.Errorf("task %d: %w", tid, syscall.ESRCH)
 	}

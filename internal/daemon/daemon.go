@@ -87,9 +87,9 @@ func New(cfg Config) (*Daemon, error) {
 	})
 	// A move made by hand (a write to tasks or cgroup.procs) sticks: the
 	// rules leave that process alone from then on.
-	d.Reg.OnAttach(func(dst *core.Container, who core.Caller, tgid int) {
+	d.Reg.OnAttach(func(dst *core.Container, who core.Caller, tgid int, start uint64) {
 		if !policy.Own(who) {
-			d.Policy.NoteManual(tgid)
+			d.Policy.NoteManual(tgid, start)
 		}
 	})
 	d.track = newTracker(d.Reg, cfg.Proc, cfg.Logf)

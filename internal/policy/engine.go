@@ -479,12 +479,12 @@ func (e *Engine) Stick(pid int, mode Stick) error {
 // tasks or cgroup.procs file): the rules leave it alone from then on, as
 // Options.Manual says. The daemon calls it for every move not made by the
 // engine (see Own).
-func (e *Engine) NoteManual(pid int) {
-	p, err := e.o.Procs.Process(pid)
-	if err != nil {
-		return
-	}
-	e.setSticky(p, e.o.Manual, "moved by hand")
+//
+// start is the process's start time (clock ticks, as /proc shows it), which
+// the caller already knows: this runs before the writer of tasks is
+// answered, so it reads nothing.
+func (e *Engine) NoteManual(pid int, start uint64) {
+	e.setSticky(Process{PID: pid, Start: start}, e.o.Manual, "moved by hand")
 }
 
 func (e *Engine) setSticky(p Process, mode Stick, why string) {

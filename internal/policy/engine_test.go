@@ -259,7 +259,7 @@ func TestEngineSticky(t *testing.T) {
 				if err := r.reg.Attach(r.mkdir("cpu", "/placed"), core.Caller{}, 100, true); err != nil {
 					t.Fatal(err)
 				}
-				r.e.NoteManual(100)
+				r.e.NoteManual(100, 0)
 			} else if err := r.e.Classify([]int{100}, Spec{{Controllers: []string{"cpu"}, Path: "/placed"}}, tc.mode); err != nil {
 				t.Fatal(err)
 			}

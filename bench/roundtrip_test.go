@@ -1,0 +1,105 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// rxLine matches go-fuse's debug log line for a request received.
+var rxLine = regexp.MustCompile(`rx \d+: ([A-Z_]+) `)
+
+// requests runs op and returns the FUSE requests it caused, in order, read
+// from the serving process's debug log.
+func requests(t *testing.T, log string, op func() error) []string {
+	t.Helper()
+	f, err := os.Open(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	off, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := op(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the log catch up
+	b, err := io.ReadAll(io.NewSectionReader(f, off, 1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []string
+	for _, m := range rxLine.FindAllStringSubmatch(string(b), -1) {
+		ops = append(ops, m[1])
+	}
+	return ops
+}
+
+// TestRoundTrips counts the FUSE requests each benchmarked operation costs
+// on containerfs and on the floor, with the kernel's caches warm (right
+// after the same operation) and cold (1.1 s later, when the 1 s entry and
+// attribute timeouts have run out).
+func TestRoundTrips(t *testing.T) {
+	gate(t)
+	sleeper := startHelper(t, 0)
+	many := startHelper(t, 1000)
+	pid := []byte(strconv.Itoa(sleeper.PID) + "\n")
+	buf := make([]byte, readBuf)
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%-18s %-5s %-12s %s\n", "operation", "cache", "system", "requests")
+	for _, s := range systems(t, setup{debug: true, noKernel: true}) {
+		for _, name := range []string{"a", "b"} {
+			if err := os.Mkdir(filepath.Join(s.dir, name), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fillTasks(t, s, 1000, many.TIDs[:1000])
+		k := 0
+		ops := []struct {
+			name string
+			do   func() error
+		}{
+			{"attach", func() error {
+				k++
+				return writeFile(filepath.Join(s.dir, []string{"a", "b"}[k&1], "tasks"), pid)
+			}},
+			{"mkdir+rmdir", func() error {
+				p := filepath.Join(s.dir, "mr")
+				if err := syscall.Mkdir(p, 0o755); err != nil {
+					return err
+				}
+				return syscall.Rmdir(p)
+			}},
+			{"read tasks n=1", func() error {
+				_, err := readFile(filepath.Join(s.dir, []string{"a", "b"}[k&1], "tasks"), buf)
+				return err
+			}},
+			{"read tasks n=1000", func() error {
+				_, err := readFile(filepath.Join(s.dir, "m1000", "tasks"), buf)
+				return err
+			}},
+		}
+		for _, op := range ops {
+			for range 2 {
+				if err := op.do(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			warm := requests(t, s.log, op.do)
+			time.Sleep(1100 * time.Millisecond)
+			cold := requests(t, s.log, op.do)
+			fmt.Fprintf(&sb, "%-18s %-5s %-12s %d: %s\n", op.name, "warm", s.name, len(warm), strings.Join(warm, " "))
+			fmt.Fprintf(&sb, "%-18s %-5s %-12s %d: %s\n", op.name, "cold", s.name, len(cold), strings.Join(cold, " "))
+		}
+	}
+	fmt.Print(sb.String())
+}
