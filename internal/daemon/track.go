@@ -40,6 +40,7 @@ type tracker struct {
 	forks, exits atomic.Int64
 	losses       atomic.Int64
 	forkToPlaced latency // kernel's fork stamp to the child's placement
+	execToRules  latency // kernel's exec stamp to the rules applied
 }
 
 // clkTck is USER_HZ, the unit of /proc start times; 100 on every Linux
@@ -160,6 +161,9 @@ func (t *tracker) apply(evs []procevent.Event) (lost bool) {
 		}
 		if t.onEvent != nil {
 			t.onEvent(ev)
+			if ev.What == procevent.Exec && ev.Timestamp != 0 {
+				t.execToRules.add(time.Duration(monotonicNow() - int64(ev.Timestamp)))
+			}
 		}
 	}
 	return lost
@@ -199,5 +203,6 @@ func (t *tracker) stats() []string {
 		fmt.Sprintf("losses %d", t.losses.Load()),
 		fmt.Sprintf("resyncs %d", max(t.resyncs.Load()-1, 0)),
 		"fork_to_placement " + t.forkToPlaced.String(),
+		"exec_to_rules_applied " + t.execToRules.String(),
 	}
 }

@@ -408,7 +408,7 @@ func TestE2EWiden(t *testing.T) {
 
 func TestE2EErrnos(t *testing.T) {
 	lo, hi := onlinePair(t)
-	d := testutil.StartDaemon(t)
+	d := testutil.StartDaemon(t, "--strict-v1") // v1's default: new cpusets start empty
 	mnt := d.Mount("cpuset")
 	a := filepath.Join(mnt, "a")
 	mkdirCpuset(t, a, lo+","+hi, "0")
@@ -456,7 +456,7 @@ func TestE2EErrnos(t *testing.T) {
 
 func TestE2ECloneChildren(t *testing.T) {
 	_, hi := onlinePair(t)
-	d := testutil.StartDaemon(t)
+	d := testutil.StartDaemon(t, "--strict-v1") // v1's default: new cpusets start empty
 	mnt := d.Mount("cpuset")
 	a := filepath.Join(mnt, "a")
 	mkdirCpuset(t, a, hi, "0")
