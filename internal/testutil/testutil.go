@@ -47,6 +47,7 @@ func Binary(t testing.TB) string {
 			return
 		}
 		root := filepath.Dir(strings.TrimSpace(string(out)))
+		removeStaleBinaries()
 		dir, err := os.MkdirTemp("", "containerfs-bin-")
 		if err != nil {
 			buildErr = err
@@ -63,6 +64,18 @@ func Binary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
+}
+
+// removeStaleBinaries removes the binaries earlier test processes built:
+// nothing runs after the last test of a package to remove its own, so each
+// build removes those older than an hour.
+func removeStaleBinaries() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "containerfs-bin-*"))
+	for _, dir := range dirs {
+		if fi, err := os.Stat(dir); err == nil && time.Since(fi.ModTime()) > time.Hour {
+			os.RemoveAll(dir)
+		}
+	}
 }
 
 // Daemon is a containerfs daemon started for one test.
