@@ -28,7 +28,7 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: false,
 	}
 	root.PersistentFlags().StringVar(&socketFlag, "socket", "", "control socket (default $CONTAINERFS_SOCKET or "+daemon.DefaultSocket+")")
-	root.AddCommand(serveCmd(), execCmd(), classifyCmd(), explainCmd(), snapshotCmd(), reloadCmd(), mountCmd(), umountCmd(), installCmd(), cgroupCmd(), lssubsysCmd(), statsCmd())
+	root.AddCommand(serveCmd(), execCmd(), classifyCmd(), explainCmd(), snapshotCmd(), reloadCmd(), mountCmd(), umountCmd(), installCmd(), cgroupCmd(), lssubsysCmd(), statsCmd(), demoCmd())
 	return root
 }
 

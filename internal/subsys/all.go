@@ -4,10 +4,12 @@ package subsys
 
 import (
 	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/subsys/cpu"
 	"github.com/containerfs/containerfs/internal/subsys/cpuacct"
 	"github.com/containerfs/containerfs/internal/subsys/cpuset"
 	"github.com/containerfs/containerfs/internal/subsys/debug"
 	"github.com/containerfs/containerfs/internal/subsys/freezer"
+	"github.com/containerfs/containerfs/internal/subsys/memory"
 	"github.com/containerfs/containerfs/internal/subsys/pids"
 )
 
@@ -15,7 +17,9 @@ import (
 func All() []core.Subsys {
 	return []core.Subsys{
 		&cpuset.Subsys{},
+		&cpu.Subsys{},
 		&cpuacct.Subsys{},
+		&memory.Subsys{},
 		&freezer.Subsys{},
 		&pids.Subsys{},
 		&debug.Subsys{},

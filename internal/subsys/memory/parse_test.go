@@ -1,0 +1,120 @@
+package memory
+
+import (
+	"errors"
+	"syscall"
+	"testing"
+)
+
+func TestParseLimit(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		err  error
+	}{
+		{in: "-1", want: unlimited},
+		{in: " -1\n", want: unlimited},
+		{in: "100M", want: 100 << 20},
+		{in: "100m\n", want: 100 << 20},
+		{in: "1G", want: 1 << 30},
+		{in: "1g", want: 1 << 30},
+		{in: "8K", want: 8192},
+		{in: "8k", want: 8192},
+		{in: "1T", want: 1 << 40},
+		{in: "1p", want: 1 << 50},
+		{in: "4096", want: 4096},
+		{in: "4097", want: 4096}, // rounded down to a page
+		{in: "8191", want: 4096}, // rounded down to a page
+		{in: "1k", want: 0},      // less than a page
+		{in: "0", want: 0},       // allowed: an empty container may have 0
+		{in: "", want: 0},        // memparse of nothing is 0, as in the kernel
+		{in: "0x100000", want: 1 << 20},
+		{in: "0x1000k", want: 4 << 20}, // hex, then a suffix
+		{in: "0x1e", want: 0},          // 30 bytes: 'e' is a hex digit here
+		{in: "1e", want: 1 << 60},      // exbibytes
+		{in: "010", want: 0},           // octal 8 bytes
+		{in: "01000000", want: 256 << 10},
+		{in: "9223372036854775807", want: unlimited},
+		{in: "16E", want: 0},        // 2^64 wraps to 0, as memparse does
+		{in: "8E", want: unlimited}, // 2^63: capped
+		{in: "-2", err: syscall.EINVAL},
+		{in: "-1k", err: syscall.EINVAL},
+		{in: "max", err: syscall.EINVAL},
+		{in: "1kB", err: syscall.EINVAL},
+		{in: "1 M", err: syscall.EINVAL},
+		{in: "1.5G", err: syscall.EINVAL},
+		{in: "+1", err: syscall.EINVAL},
+		{in: "08", err: syscall.EINVAL},
+		{in: "0x", err: syscall.EINVAL},
+		{in: "0xg", err: syscall.EINVAL},
+		{in: "abc", err: syscall.EINVAL},
+		{in: "1_000", err: syscall.EINVAL},
+		{in: "10 20", err: syscall.EINVAL},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseLimit(tc.in)
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) {
+					t.Fatalf("ParseLimit(%q): got %d, %v, want error %v", tc.in, got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("ParseLimit(%q): got %d, %v, want %d", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestUnlimitedIsKernelValue(t *testing.T) {
+	if got, want := unlimited, int64(9223372036854771712); got != want {
+		t.Fatalf("unlimited: got %d, want %d (PAGE_COUNTER_MAX * PAGE_SIZE)", got, want)
+	}
+}
+
+func TestParseRollup(t *testing.T) {
+	in := []byte(`561a884c9000-7fffb2662000 ---p 00000000 00:00 0                          [rollup]
+Rss:                1748 kB
+Pss:                 233 kB
+Pss_Dirty:           112 kB
+Pss_Anon:            112 kB
+Pss_File:            121 kB
+Pss_Shmem:             4 kB
+Shared_Clean:       1596 kB
+Anonymous:           112 kB
+AnonHugePages:      2048 kB
+Swap:                  0 kB
+SwapPss:               8 kB
+Locked:               12 kB
+`)
+	got, err := parseRollup(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := rollup{rss: 1748 << 10, pss: 233 << 10, pssAnon: 112 << 10, pssFile: 121 << 10, pssShmem: 4 << 10,
+		anonHuge: 2048 << 10, swapPss: 8 << 10, locked: 12 << 10, anonymous: 112 << 10, haveSplit: true}
+	if got != want {
+		t.Fatalf("parseRollup: got %+v, want %+v", got, want)
+	}
+	// Before Linux 5.8: no Pss_Anon; the split follows Rss's.
+	old := []byte("Rss: 100 kB\nPss: 50 kB\nAnonymous: 40 kB\n")
+	got, err = parseRollup(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.pssAnon != 20<<10 || got.pssFile != 30<<10 {
+		t.Fatalf("parseRollup without Pss_Anon: got anon %d file %d, want %d %d", got.pssAnon, got.pssFile, 20<<10, 30<<10)
+	}
+	if _, err := parseRollup([]byte("nothing\n")); err == nil {
+		t.Fatal("parseRollup of garbage: got no error")
+	}
+}
+
+func TestStatFields(t *testing.T) {
+	in := []byte("123 (a) b) c) S 1 1 1 0 -1 4194304 77 5 3 0 0 0 0 0 20 0 1 0 4242 1000 10\n")
+	minflt, majflt, start, err := statFields(in)
+	if err != nil || minflt != 77 || majflt != 3 || start != 4242 {
+		t.Fatalf("statFields: got %d %d %d %v, want 77 3 4242", minflt, majflt, start, err)
+	}
+}
