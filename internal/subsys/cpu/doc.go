@@ -56,6 +56,6 @@
 // It never stops a task of a hierarchy's root container (tasks moved back
 // there are let go at once), never the daemon, never a TID whose start time
 // shows it is no longer the task it tracked. It changes no global setting:
-// no sysctl, no autogroup, no nice value, no affinity. docs/deviations-cpu.md
+// no sysctl, no autogroup, no nice value, no affinity. docs/deviations.md
 // says where it differs from the kernel's CFS.
 package cpu

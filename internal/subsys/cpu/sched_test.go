@@ -186,7 +186,7 @@ func TestSchedWorkConserving(t *testing.T) {
 		// task runnable less than BoundFrac of the time does not make
 		// its sibling held, so a gets what the kernel's per-session
 		// fairness gives it while it runs (20%), and no CPU time is
-		// lost. docs/deviations-cpu.md.
+		// lost. docs/deviations.md.
 		near(t, "a", 100*float64(usage(ta))/10e9, 20, 3)
 		near(t, "a and b", 100*float64(usage(ta, tb))/10e9, 100, 0.5)
 	})

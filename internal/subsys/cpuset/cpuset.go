@@ -223,7 +223,7 @@ func (s *Subsys) Files() []core.File {
 		s.flagFile("memory_migrate", memoryMigrate),
 		// memory_pressure is the rate of direct reclaim by the cpuset's
 		// tasks. Userspace cannot see direct reclaim per task, so it
-		// stays 0 (docs/deviations-cpuset.md).
+		// stays 0 (docs/deviations.md).
 		{Name: "memory_pressure", Read: func(*core.Container) (string, error) { return "0\n", nil }},
 		s.flagFile("memory_spread_page", spreadPage),
 		s.flagFile("memory_spread_slab", spreadSlab),

@@ -31,7 +31,7 @@
 // when it joins the cpuset or when mems change (on the goroutine, since it
 // is slow). The nodes future allocations come from cannot be imposed on
 // another process from outside (set_mempolicy and mbind act on the
-// caller), nor can spreading or hardwalling; docs/deviations-cpuset.md says
+// caller), nor can spreading or hardwalling; docs/deviations.md says
 // what that means.
 //
 // # What it must never do

@@ -327,7 +327,7 @@ func TestE2EGrandchild(t *testing.T) {
 }
 
 // TestE2EWiden measures how long a task that widens its own affinity runs
-// outside its cpuset: the bound documented in docs/deviations-cpuset.md.
+// outside its cpuset: the bound documented in docs/deviations.md.
 func TestE2EWiden(t *testing.T) {
 	_, hi := onlinePair(t)
 	d := testutil.StartDaemon(t)

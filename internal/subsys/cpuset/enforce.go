@@ -12,7 +12,7 @@ import (
 // DefaultInterval is how often the enforcer checks every tracked task's
 // affinity. A task that widens its own affinity runs outside its cpuset
 // for at most about this long plus one pass (see pause for many tasks, and
-// docs/deviations-cpuset.md for the measured bound).
+// docs/deviations.md for the measured bound).
 const DefaultInterval = 100 * time.Millisecond
 
 // topologyEvery is how many checks pass between two reads of the online

@@ -171,7 +171,7 @@ func TestBenchFreeze100VsKernel(t *testing.T) {
 	}
 	kernFreeze, kernThaw := freezeTimes(t, kdir, pids, rounds)
 
-	// A reference check for docs/deviations-freezer.md: does SIGKILL end a
+	// A reference check for docs/deviations.md: does SIGKILL end a
 	// task frozen by the kernel's v1 freezer before the thaw?
 	write(t, filepath.Join(kdir, "freezer.state"), "FROZEN")
 	waitState(t, kdir, "FROZEN", settle)

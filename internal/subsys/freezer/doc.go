@@ -27,7 +27,7 @@
 //
 // While a task is frozen, signals sent to it stay pending in the kernel and
 // are delivered when it is detached, as the kernel freezer delivers them on
-// thaw; SIGKILL is the exception (see docs/deviations-freezer.md). A signal
+// thaw; SIGKILL is the exception (see docs/deviations.md). A signal
 // the task was about to take when it stopped (a signal-delivery-stop) is
 // held and re-injected at detach. A traced task that exits is reaped by the
 // tracer (waitpid with __WALL), so its real parent gets its exit status.

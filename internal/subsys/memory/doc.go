@@ -12,7 +12,7 @@
 // use_hierarchy (always 1), swappiness (0..200, inherited; the root's is
 // vm.swappiness, which we never change: EPERM), move_charge_at_immigrate
 // (0..3) and oom_control (oom_kill_disable 0/1, inherited; not in the
-// root). docs/deviations-memory.md has every difference from the kernel.
+// root). docs/deviations.md has every difference from the kernel.
 //
 // # What is counted
 //

@@ -35,7 +35,7 @@ var statKeys = []struct {
 }
 
 // statValues maps a key to its value; a missing key is 0: something
-// userspace cannot know per container (docs/deviations-memory.md).
+// userspace cannot know per container (docs/deviations.md).
 type statValues map[string]int64
 
 // containerStat is what we can tell of a non-root container's memory from

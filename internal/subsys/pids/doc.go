@@ -29,7 +29,7 @@
 // (Go's runtime throws, the JVM raises OutOfMemoryError); that decision needs
 // a look at the process's threads in /proc, so the killer goroutine makes
 // it, and spares the process if one of its threads may be in the root
-// container (see groupKillable). docs/deviations-pids.md has the whole story.
+// container (see groupKillable). docs/deviations.md has the whole story.
 //
 // # Locking
 //
