@@ -4,39 +4,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/testutil"
 )
 
 // fakeProcs is a core.Procs over a map.
-type fakeProcs map[int]core.TaskInfo
-
-func (p fakeProcs) Task(tid int) (core.TaskInfo, error) {
-	ti, ok := p[tid]
-	if !ok {
-		return core.TaskInfo{}, syscall.ESRCH
-	}
-	return ti, nil
-}
-
-func (p fakeProcs) Threads(tgid int) ([]int, error) {
-	var tids []int
-	for tid, ti := range p {
-		if ti.TGID == tgid {
-			tids = append(tids, tid)
-		}
-	}
-	if len(tids) == 0 {
-		return nil, syscall.ESRCH
-	}
-	slices.Sort(tids)
-	return tids, nil
-}
+type fakeProcs = testutil.Procs
 
 // fakePauser records the tasks held.
 type fakePauser struct {
