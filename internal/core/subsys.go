@@ -94,6 +94,11 @@ const (
 	// handlers that must do I/O first and take the lock themselves through
 	// the Registry's methods (tasks, cgroup.procs).
 	WriteUnlocked
+	// NotSetting marks a writable file whose writes are not a setting to
+	// save and restore: counter resets (failcnt, max_usage_in_bytes,
+	// cpuacct.usage), triggers (force_empty), or a file whose read format
+	// is not what a write takes (memory.oom_control). Snapshots skip it.
+	NotSetting
 )
 
 // Caller is the process that made a request, as the FUSE request tells it.

@@ -215,7 +215,7 @@ func settingsOf(reg *core.Registry, h *core.Hierarchy, c *core.Container, fv *fr
 	var errs []error
 	for _, e := range c.List() {
 		f := e.File
-		if f == nil || f.Read == nil || f.Write == nil || slices.Contains(membership, f.Name) {
+		if f == nil || f.Read == nil || f.Write == nil || f.Flags&core.NotSetting != 0 || slices.Contains(membership, f.Name) {
 			continue
 		}
 		v, err := reg.ReadFile(c, f)

@@ -414,7 +414,7 @@ func (s *Subsys) Files() []core.File {
 		}
 	}
 	return []core.File{
-		{Name: "usage", Read: total(fUsage), Write: s.writeUsage},
+		{Name: "usage", Flags: core.NotSetting, Read: total(fUsage), Write: s.writeUsage},
 		{Name: "usage_user", Read: total(fUser)},
 		{Name: "usage_sys", Read: total(fSys)},
 		{Name: "usage_percpu", Read: percpu(fUsage)},

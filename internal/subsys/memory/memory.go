@@ -266,7 +266,7 @@ func (s *Subsys) Files() []core.File {
 			}
 			return formatBytes(st.usage), nil
 		})},
-		{Name: "max_usage_in_bytes",
+		{Name: "max_usage_in_bytes", Flags: core.NotSetting,
 			Read: s.locked(func(e *engine, st *cstate) (string, error) {
 				return formatBytes(st.maxUsage), nil
 			}),
@@ -318,7 +318,7 @@ func (s *Subsys) Files() []core.File {
 				return nil
 			}),
 		},
-		{Name: "failcnt",
+		{Name: "failcnt", Flags: core.NotSetting,
 			Read: s.locked(func(e *engine, st *cstate) (string, error) {
 				return strconv.FormatUint(st.failcnt, 10) + "\n", nil
 			}),
@@ -331,7 +331,7 @@ func (s *Subsys) Files() []core.File {
 		{Name: "stat", Read: s.locked(func(e *engine, st *cstate) (string, error) {
 			return e.formatStat(st), nil
 		})},
-		{Name: "force_empty",
+		{Name: "force_empty", Flags: core.NotSetting,
 			// cgroup v1 reclaims what it can and always succeeds
 			// (mem_cgroup_force_empty), except in the root. There is
 			// nothing userspace can reclaim: a successful no-op.
@@ -397,7 +397,7 @@ func (s *Subsys) Files() []core.File {
 				return nil
 			}),
 		},
-		{Name: "oom_control",
+		{Name: "oom_control", Flags: core.NotSetting,
 			Read: s.locked(func(e *engine, st *cstate) (string, error) {
 				return fmt.Sprintf("oom_kill_disable %d\nunder_oom %d\noom_kill %d\n",
 					b2i(st.oomKillDisable), b2i(st.underOOM()), st.oomKill), nil
