@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -92,12 +90,7 @@ type Owner struct {
 func LoadConfig(main, dir string) (*Config, error) {
 	cfg := &Config{}
 	var pe ParseError
-	files := []string{main}
-	if dir != "" {
-		ms, _ := filepath.Glob(filepath.Join(dir, "*.conf"))
-		slices.Sort(ms)
-		files = append(files, ms...)
-	}
+	files := confFiles(main, dir)
 	for i, name := range files {
 		b, err := os.ReadFile(name)
 		if i == 0 && errors.Is(err, os.ErrNotExist) {

@@ -138,12 +138,7 @@ func (o ParseOptions) users() Users {
 func LoadRules(main, dir string, o ParseOptions) (*RuleSet, error) {
 	rs := &RuleSet{}
 	var pe ParseError
-	files := []string{main}
-	if dir != "" {
-		ms, _ := filepath.Glob(filepath.Join(dir, "*.conf"))
-		slices.Sort(ms)
-		files = append(files, ms...)
-	}
+	files := confFiles(main, dir)
 	for i, name := range files {
 		f, err := os.Open(name)
 		if i == 0 && errors.Is(err, os.ErrNotExist) {
@@ -444,3 +439,15 @@ func hasTemplate(dest string) bool {
 // cleanPath makes a container path absolute and clean: "guests/" and
 // "/guests" are both "/guests".
 func cleanPath(p string) string { return path.Clean("/" + p) }
+
+// confFiles lists a main file, then every *.conf file of dir (if any) in
+// name order: the files LoadRules and LoadConfig read.
+func confFiles(main, dir string) []string {
+	files := []string{main}
+	if dir != "" {
+		ms, _ := filepath.Glob(filepath.Join(dir, "*.conf"))
+		slices.Sort(ms)
+		files = append(files, ms...)
+	}
+	return files
+}

@@ -167,13 +167,11 @@ func (f *fixture) fork(parent, tid, tgid int, start uint64) {
 
 func (f *fixture) file(c *core.Container, name string) *core.BoundFile {
 	f.t.Helper()
-	for _, bf := range f.h.Files(c) {
-		if bf.Name == name {
-			return &bf
-		}
+	e, ok := c.Lookup(name)
+	if !ok || e.File == nil {
+		f.t.Fatalf("%s has no file %s", c.Path(), name)
 	}
-	f.t.Fatalf("%s has no file %s", c.Path(), name)
-	return nil
+	return e.File
 }
 
 func (f *fixture) read(c *core.Container, name string) string {
