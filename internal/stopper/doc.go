@@ -5,11 +5,11 @@
 // # Why one service
 //
 // A task can have only one tracer, and every ptrace request must come from
-// the OS thread that seized the task. The cpu subsystem (throttling) and the
-// freezer both need to stop tasks, sometimes the same ones at the same
-// time, so the daemon has one Stopper (Default) and each user holds a task
-// for a reason of its own ("cpu", "freezer"). A task runs when no reason
-// holds it.
+// the OS thread that seized the task. The cpu subsystem (throttling), the
+// memory subsystem (pausing) and the freezer all need to stop tasks,
+// sometimes the same ones at the same time, so the daemon has one Stopper
+// (Default) and each user holds a task for a reason of its own ("cpu",
+// "memory", "freezer"). A task runs when no reason holds it.
 //
 // # How a task is stopped
 //
@@ -49,15 +49,16 @@
 // longer cares about the task (call it when the task exits or leaves your
 // care); Status, Stopped and Held tell where a task stands; WaitStopped
 // returns a channel closed once every task of a batch is stopped, gone or no
-// longer held, for the freezer's FROZEN state. Stop, Resume and Forget only
+// longer held. Stop, Resume and Forget only
 // record the wish, under the Stopper's own lock, and wake the goroutine:
 // they never block, so subsystem hooks may call them with the registry lock
 // held (lock order: registry, subsystem, Stopper), and WaitStopped's
-// channel is to be waited on outside any lock. The freezer would Stop every
-// task of a freezing container with reason "freezer", report FREEZING until
-// WaitStopped's channel is closed (or poll Status), then FROZEN; Resume them
-// on THAWED; Stop a task that forks or moves into a frozen container; and
-// Forget a task on its Exit hook.
+// channel is to be waited on outside any lock. The freezer Stops every
+// task of a freezing container with reason "freezer" and reads FROZEN once
+// Status says each is Stopped (or Gone); it Resumes them on THAWED, Stops a
+// task that forks or moves into a frozen container, and Forgets a task on
+// its Exit hook. cpu holds tasks for "cpu" (throttling), memory for
+// "memory" (a container paused under oom_kill_disable).
 //
 // A task is identified by its TID and, optionally, its start time (field 22
 // of /proc/TID/stat); the first Stop of a task opens a thread pidfd, so a

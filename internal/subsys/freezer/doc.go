@@ -11,37 +11,39 @@
 //
 // Not with SIGSTOP: the cgroup v1 documentation rejects it because the task
 // and its parent see it (a shell prints "Stopped", a debugger is told) and
-// any SIGCONT undoes it. The freezer stops a task the way a debugger's
-// PTRACE_SEIZE + PTRACE_INTERRUPT does: the task sits in a ptrace-stop
-// (state "t"); its parent sees nothing through waitpid(WUNTRACED), SIGCONT
-// does not resume it, and PTRACE_DETACH lets it go (FIELD-NOTES: about 125
-// µs per task).
+// any SIGCONT undoes it. The freezer holds each task in the daemon's shared
+// Stopper (internal/stopper) for the reason "freezer", which stops it the
+// way a debugger's PTRACE_SEIZE + PTRACE_INTERRUPT does: the task sits in a
+// ptrace-stop (state "t"); its parent sees nothing through
+// waitpid(WUNTRACED), SIGCONT does not resume it, and the task runs again
+// once no reason holds it (the cpu and memory subsystems hold tasks in the
+// same Stopper, so a task both frozen and throttled stays stopped until
+// both let go).
 //
-// ptrace binds a tracee to the thread that seized it, so one goroutine, the
-// tracer, locked to its OS thread (runtime.LockOSThread), owns every tracee.
-// Hooks and file handlers never call ptrace: under the registry lock they
-// only record which tasks must be frozen (the "want" set) and wake the
-// tracer, which seizes, interrupts, reaps and detaches, and publishes which
-// tasks it has seen stopped. freezer.state reads FREEZING until every task of
-// the subtree is in that set, then FROZEN, as the kernel's does.
+// Hooks and file handlers never block: under the registry lock they record
+// which tasks must be frozen (the holder's want set) and tell the Stopper,
+// which stops them on its own thread. freezer.state reads FREEZING until
+// the Stopper reports every task of the subtree stopped (or gone), then
+// FROZEN, as the kernel's does. A task that forks or is moved into a
+// freezing container is held too; one moved out is let go; one that exits
+// is forgotten.
 //
 // While a task is frozen, signals sent to it stay pending in the kernel and
-// are delivered when it is detached, as the kernel freezer delivers them on
-// thaw; SIGKILL is the exception (see docs/deviations.md). A signal
-// the task was about to take when it stopped (a signal-delivery-stop) is
-// held and re-injected at detach. A traced task that exits is reaped by the
-// tracer (waitpid with __WALL), so its real parent gets its exit status.
-// A task that cannot be seized because it already has a tracer (strace,
-// gdb) is stopped with SIGSTOP instead, only if every thread of its process
-// is to be frozen, and resumed with SIGCONT; that fallback is visible, as
-// SIGSTOP always is, and a stray SIGCONT resumes the task until the tracer's
-// next look (within 250 ms), which stops it again.
+// are delivered when it is let go, as the kernel freezer delivers them on
+// thaw; SIGKILL is the exception (see docs/deviations.md).
+//
+// A task that another tracer (strace, gdb) holds cannot be seized. The
+// holder's goroutine stops such a task with SIGSTOP instead, only if every
+// thread of its process is to be frozen, and sends SIGCONT at the thaw;
+// that fallback is visible, as SIGSTOP always is, and a stray SIGCONT
+// resumes the task until the goroutine's next look (within 250 ms), which
+// stops it again. The goroutine sleeps unless a stop is unconfirmed or such
+// a task is held: a frozen container costs no CPU.
 //
 // # What it must never do
 //
 // Stop the daemon or any task of a root container; block under the
-// registry lock; leave a task traced when it is thawed, or unreaped when it
-// exits. If the tracer's thread dies (the daemon exits or crashes), the
-// kernel detaches every tracee and they run again: the failure mode is
-// "thawed", never "stuck".
+// registry lock; leave a task held when it is thawed. If the daemon exits
+// or crashes, the kernel detaches every tracee and they run again: the
+// failure mode is "thawed", never "stuck".
 package freezer

@@ -571,3 +571,41 @@ func TestStoppedStaysStopped(t *testing.T) {
 		t.Errorf("task sent SIGCONT while frozen does not run after the thaw (states %q)", states(t, p.pid))
 	}
 }
+
+// TestFrozenAndThrottled: the freezer and the cpu subsystem hold tasks in
+// one Stopper. A task both frozen and throttled by a cpu quota stays
+// stopped through every throttling period while frozen (the quota's
+// releases do not thaw it), and after the thaw runs at its quota.
+func TestFrozenAndThrottled(t *testing.T) {
+	d := testutil.StartDaemon(t)
+	fz := mkdir(t, filepath.Join(d.Mount("freezer"), "c"))
+	cg := mkdir(t, filepath.Join(d.Mount("cpu"), "q"))
+	write(t, filepath.Join(cg, "cpu.cfs_period_us"), "100000")
+	write(t, filepath.Join(cg, "cpu.cfs_quota_us"), "20000")
+	p := busy(t)
+	move(t, fz, p.pid)
+	move(t, cg, p.pid)
+	if !cpuGrows(t, p.pid, settle) {
+		t.Fatalf("throttled task does not run (states %q)", states(t, p.pid))
+	}
+
+	write(t, filepath.Join(fz, "freezer.state"), "FROZEN")
+	waitState(t, fz, "FROZEN", settle)
+	quiet(t, 2*time.Second, p.pid) // 20 throttling periods
+	if got := read(t, filepath.Join(fz, "freezer.state")); got != "FROZEN" {
+		t.Errorf("state after 2 s of throttling periods: got %s, want FROZEN", got)
+	}
+
+	write(t, filepath.Join(fz, "freezer.state"), "THAWED")
+	if !cpuGrows(t, p.pid, settle) {
+		t.Fatalf("task does not run after the thaw (states %q)", states(t, p.pid))
+	}
+	// Still throttled: well under a full CPU over 2 s (quota 20%).
+	c0, t0 := cpu(t, p.pid), time.Now()
+	time.Sleep(2 * time.Second)
+	share := float64(cpu(t, p.pid)-c0) / 100 / time.Since(t0).Seconds()
+	t.Logf("CPU share after the thaw: %.0f%% (quota 20%%)", 100*share)
+	if share > 0.5 {
+		t.Errorf("CPU share after the thaw: %.0f%%, want about 20%% (the quota still holds)", 100*share)
+	}
+}

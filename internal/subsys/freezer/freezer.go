@@ -2,25 +2,55 @@ package freezer
 
 import (
 	"fmt"
+	"log"
 	"strings"
 	"syscall"
 
 	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/stopper"
 )
 
-// Subsys is the freezer subsystem. The zero value is ready to use.
+// Stopper stops and resumes tasks for a reason of the caller's, without the
+// tasks or their parents seeing it; *stopper.Stopper is one. Its methods
+// must not block: they are called with the registry lock held.
+type Stopper interface {
+	// Stop holds task tid (which started at start, in clock ticks since
+	// boot) for reason.
+	Stop(tid int, start uint64, reason string)
+	// Resume drops reason's hold on tid; it runs when nothing holds it.
+	Resume(tid int, reason string)
+	// Forget drops reason's hold and its interest in tid, which exited.
+	Forget(tid int, reason string)
+	// Status tells whether tid is stopped, and why it cannot be.
+	Status(tid int) (stopper.State, error)
+}
+
+var _ Stopper = (*stopper.Stopper)(nil)
+
+// holdReason is the freezer's reason in the shared Stopper.
+const holdReason = "freezer"
+
+// Subsys is the freezer subsystem. The zero value freezes real tasks with
+// the process's shared Stopper.
 type Subsys struct {
-	// manual leaves the tracer goroutine unstarted: unit tests play its
-	// part, confirming stops themselves.
+	// Stopper stops and resumes tasks; nil is stopper.Default(), shared
+	// with cpu and memory.
+	Stopper Stopper
+	// Logf reports what could not be done; nil is log.Printf.
+	Logf func(format string, a ...any)
+
+	// manual leaves the fallback goroutine unstarted: unit tests call
+	// check themselves.
 	manual bool
 	// procRoot is where procfs is mounted; "" means /proc.
 	procRoot string
-	// logFn logs what the tracer could not do; nil means log.Printf.
-	logFn func(format string, a ...any)
+	// signal sends sig to thread tid of process tgid; nil is tgkill.
+	// Tests replace it.
+	signal func(tgid, tid int, sig syscall.Signal) error
 
-	// tr is the tracer of the hierarchy the subsystem is bound to, made by
-	// the root's Create. Guarded by the registry lock.
-	tr *tracer
+	// h holds the tasks of the hierarchy the subsystem is bound to, made
+	// by the root's Create. Guarded by the registry lock.
+	h *holder
 }
 
 var (
@@ -53,26 +83,34 @@ func (st *state) parentFreezing() bool { return st.parent != nil && st.parent.fr
 // Name implements core.Subsys.
 func (*Subsys) Name() string { return "freezer" }
 
-// Create implements core.Subsys. The root's Create starts the tracer.
+// Create implements core.Subsys. The root's Create starts the holder.
 func (s *Subsys) Create(c *core.Container) (any, error) {
 	st := &state{}
 	if p := c.Parent(); p != nil {
 		st.parent = stateOf(s, p)
 		return st, nil
 	}
-	s.tr = newTracer(s.proc(), s.logf)
+	sp := s.Stopper
+	if sp == nil {
+		sp = stopper.Default()
+	}
+	sig := s.signal
+	if sig == nil {
+		sig = func(tgid, tid int, sig syscall.Signal) error { return syscall.Tgkill(tgid, tid, sig) }
+	}
+	s.h = newHolder(sp, s.proc(), s.logf, sig)
 	if !s.manual {
-		go s.tr.run()
+		go s.h.run()
 	}
 	return st, nil
 }
 
-// Destroy implements core.Subsys. The root's Destroy tells the tracer to
-// let go of every task and end, without waiting for it.
+// Destroy implements core.Subsys. The root's Destroy lets every task go;
+// it does not wait for them to run.
 func (s *Subsys) Destroy(c *core.Container) {
-	if c.IsRoot() && s.tr != nil {
-		s.tr.close()
-		s.tr = nil
+	if c.IsRoot() && s.h != nil {
+		s.h.close()
+		s.h = nil
 	}
 }
 
@@ -117,19 +155,19 @@ func (s *Subsys) Files() []core.File {
 }
 
 // stateLocked is what freezer.state reads: THAWED if neither c nor an
-// ancestor is freezing; FROZEN if every task of c's subtree has been seen
-// stopped; FREEZING until then. Call with the registry lock held.
+// ancestor is freezing; FROZEN if every task of c's subtree is stopped;
+// FREEZING until then. Call with the registry lock held.
 func (s *Subsys) stateLocked(c *core.Container) string {
 	if !stateOf(s, c).freezing() {
 		return "THAWED"
 	}
-	tr := s.tr
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
+	h := s.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	frozen := true
 	walk(c, func(d *core.Container) {
 		for _, t := range d.TasksLocked() {
-			if _, ok := tr.stopped[t]; !ok {
+			if frozen && !h.stoppedLocked(t) {
 				frozen = false
 			}
 		}
@@ -149,10 +187,10 @@ func walk(c *core.Container, f func(*core.Container)) {
 }
 
 // setSelfLocked writes FROZEN (v) or THAWED to c. Every task of a
-// container whose effective state changes is handed to the tracer, and the
-// write returns at once: freezer.state shows FREEZING until the tracer is
-// done. Thawing a child of a frozen container changes nothing but
-// self_freezing, as in the kernel. Call with the registry lock held.
+// container whose effective state changes is handed to the Stopper, and
+// the write returns at once: freezer.state shows FREEZING until every
+// task is stopped. Thawing a child of a frozen container changes nothing
+// but self_freezing, as in the kernel. Call with the registry lock held.
 func (s *Subsys) setSelfLocked(c *core.Container, v bool) {
 	st := stateOf(s, c)
 	if st.self == v {
@@ -160,9 +198,9 @@ func (s *Subsys) setSelfLocked(c *core.Container, v bool) {
 	}
 	parent := st.parentFreezing()
 	st.self = v
-	tr := s.tr
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
+	h := s.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	var apply func(d *core.Container, wasParent, isParent bool)
 	apply = func(d *core.Container, wasParent, isParent bool) {
 		ds := stateOf(s, d)
@@ -172,7 +210,7 @@ func (s *Subsys) setSelfLocked(c *core.Container, v bool) {
 		}
 		if was != is {
 			for _, t := range d.TasksLocked() {
-				tr.setWantLocked(t, is)
+				h.holdLocked(t, is)
 			}
 		}
 		for _, ch := range d.ChildrenLocked() {
@@ -180,18 +218,20 @@ func (s *Subsys) setSelfLocked(c *core.Container, v bool) {
 		}
 	}
 	apply(c, parent, parent)
+	h.notify()
 }
 
 // Fork implements core.Forker: a task born in a freezing container (its
 // parent was not stopped yet when it forked: userspace learns of the fork
 // after it happened) is frozen too.
 func (s *Subsys) Fork(c *core.Container, t *core.Task) {
-	if s.tr == nil || !stateOf(s, c).freezing() {
+	if s.h == nil || !stateOf(s, c).freezing() {
 		return
 	}
-	s.tr.mu.Lock()
-	defer s.tr.mu.Unlock()
-	s.tr.setWantLocked(t, true)
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	s.h.holdLocked(t, true)
+	s.h.notify()
 }
 
 // Attach implements core.Attacher: tasks conform to the state of their new
@@ -199,25 +239,26 @@ func (s *Subsys) Fork(c *core.Container, t *core.Task) {
 // they freeze, moved out of one they thaw. A root is never freezing, so
 // nothing is ever stopped in a root container.
 func (s *Subsys) Attach(ts *core.TaskSet) {
-	if s.tr == nil {
+	if s.h == nil {
 		return
 	}
 	freeze := stateOf(s, ts.Dst).freezing()
-	s.tr.mu.Lock()
-	defer s.tr.mu.Unlock()
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
 	for _, t := range ts.Tasks {
-		s.tr.setWantLocked(t, freeze)
+		s.h.holdLocked(t, freeze)
 	}
+	s.h.notify()
 }
 
-// Exit implements core.Exiter. The tracer reaps the task if it traces it.
+// Exit implements core.Exiter: the Stopper forgets the task.
 func (s *Subsys) Exit(_ *core.Container, t *core.Task) {
-	if s.tr == nil {
+	if s.h == nil {
 		return
 	}
-	s.tr.mu.Lock()
-	defer s.tr.mu.Unlock()
-	s.tr.exitLocked(t)
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	s.h.exitLocked(t)
 }
 
 func (s *Subsys) proc() string {
@@ -225,4 +266,12 @@ func (s *Subsys) proc() string {
 		return "/proc"
 	}
 	return s.procRoot
+}
+
+func (s *Subsys) logf(format string, a ...any) {
+	if s.Logf != nil {
+		s.Logf(format, a...)
+		return
+	}
+	log.Printf(format, a...)
 }

@@ -2,39 +2,91 @@ package freezer
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
 	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/stopper"
 	"github.com/containerfs/containerfs/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // fakeProcs is a core.Procs over a map.
 type fakeProcs = testutil.Procs
 
-// fixture is a registry with a freezer hierarchy whose tracer does not
-// run: the test plays its part.
+// fakeStopper is a Stopper whose tasks stop when the test says so.
+type fakeStopper struct {
+	mu     sync.Mutex
+	held   map[int]bool
+	status map[int]stopper.State // of held tasks; Stopping if absent
+	errs   map[int]error
+}
+
+func newFakeStopper() *fakeStopper {
+	return &fakeStopper{held: map[int]bool{}, status: map[int]stopper.State{}, errs: map[int]error{}}
+}
+
+func (s *fakeStopper) Stop(tid int, _ uint64, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if reason != holdReason {
+		panic("reason " + reason)
+	}
+	s.held[tid] = true
+}
+
+func (s *fakeStopper) Resume(tid int, _ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.held, tid)
+	delete(s.status, tid)
+}
+
+func (s *fakeStopper) Forget(tid int, reason string) { s.Resume(tid, reason) }
+
+func (s *fakeStopper) Status(tid int) (stopper.State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.held[tid] {
+		return stopper.Running, nil
+	}
+	if st, ok := s.status[tid]; ok {
+		return st, s.errs[tid]
+	}
+	return stopper.Stopping, nil
+}
+
+// fixture is a registry with a freezer hierarchy over a fake Stopper, whose
+// holder goroutine does not run: the test calls check.
 type fixture struct {
 	t     *testing.T
 	s     *Subsys
 	r     *core.Registry
 	h     *core.Hierarchy
 	procs fakeProcs
-	tr    *tracer
+	sp    *fakeStopper
+	sigs  []string // signals sent, "TGID/TID SIGNAME"
 }
 
 func newFixture(t *testing.T) *fixture {
-	f := &fixture{t: t, procs: fakeProcs{}}
-	f.s = &Subsys{manual: true, logFn: t.Logf}
+	f := &fixture{t: t, procs: fakeProcs{}, sp: newFakeStopper()}
+	f.s = &Subsys{Stopper: f.sp, manual: true, Logf: t.Logf, procRoot: t.TempDir(),
+		signal: func(tgid, tid int, sig syscall.Signal) error {
+			f.sigs = append(f.sigs, fmt.Sprintf("%d/%d %s", tgid, tid, unix.SignalName(sig)))
+			return nil
+		}}
 	f.r = core.NewRegistry(f.procs, f.s)
 	h, err := f.r.Mount("freezer")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.h = h
-	f.tr = f.s.tr
 	return f
 }
 
@@ -93,13 +145,13 @@ func (f *fixture) files(c *core.Container, state, self, parent string) {
 	}
 }
 
-// wanted lists the TIDs the tracer is asked to hold, sorted.
+// wanted lists the TIDs held in the Stopper, sorted.
 func (f *fixture) wanted() []int {
-	f.tr.mu.Lock()
-	defer f.tr.mu.Unlock()
+	f.sp.mu.Lock()
+	defer f.sp.mu.Unlock()
 	var tids []int
-	for t := range f.tr.want {
-		tids = append(tids, t.TID)
+	for tid := range f.sp.held {
+		tids = append(tids, tid)
 	}
 	slices.Sort(tids)
 	return tids
@@ -112,14 +164,12 @@ func (f *fixture) wantHeld(tids ...int) {
 	}
 }
 
-// stopAll plays the tracer: every wanted task is reported stopped, and
-// every other one let go.
+// stopAll plays the Stopper: every held task is reported stopped.
 func (f *fixture) stopAll() {
-	f.tr.mu.Lock()
-	defer f.tr.mu.Unlock()
-	clear(f.tr.stopped)
-	for t := range f.tr.want {
-		f.tr.stopped[t] = struct{}{}
+	f.sp.mu.Lock()
+	defer f.sp.mu.Unlock()
+	for tid := range f.sp.held {
+		f.sp.status[tid] = stopper.Stopped
 	}
 }
 
@@ -284,5 +334,156 @@ func TestParseStat(t *testing.T) {
 	}
 	if st, _ := parseStat([]byte(tests[1].line)); st.flags&pfKthread == 0 {
 		t.Errorf("kthreadd's flags %#x lack PF_KTHREAD", st.flags)
+	}
+}
+
+// procTask writes a fake /proc/TGID/task/TID/stat in state st.
+func (f *fixture) procTask(tgid, tid int, st byte) {
+	f.t.Helper()
+	dir := filepath.Join(f.s.procRoot, fmt.Sprint(tgid), "task", fmt.Sprint(tid))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		f.t.Fatal(err)
+	}
+	line := fmt.Sprintf("%d (traced) %c 1 %d %d 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 10 0 0\n", tid, st, tgid, tgid)
+	if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(line), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// failTraced makes the Stopper report tid as held by another tracer.
+func (f *fixture) failTraced(tid int) {
+	f.sp.mu.Lock()
+	defer f.sp.mu.Unlock()
+	f.sp.status[tid] = stopper.Failed
+	f.sp.errs[tid] = fmt.Errorf("PTRACE_SEIZE: %w (traced by another process?)", syscall.EPERM)
+}
+
+func (f *fixture) signals(want ...string) {
+	f.t.Helper()
+	if !slices.Equal(f.sigs, want) {
+		f.t.Errorf("signals sent: got %q, want %q", f.sigs, want)
+	}
+	f.sigs = nil
+}
+
+// TestSigstopFallback: a process the Stopper cannot seize (another tracer
+// holds it) is stopped with SIGSTOP, only when every thread of it is to be
+// frozen; a SIGCONT that resumed it is undone at the next look; the thaw
+// sends one SIGCONT.
+func TestSigstopFallback(t *testing.T) {
+	f := newFixture(t)
+	a := f.mkdir(f.h.Root(), "a")
+	f.task(a, 100)
+	thread := core.TaskInfo{TID: 101, TGID: 100, Start: 11}
+	f.procs[101] = thread
+	if !f.r.Fork(100, thread) {
+		t.Fatal("fork")
+	}
+	f.procTask(100, 100, 'R')
+	f.procTask(100, 101, 'R')
+	f.task(a, 200) // an ordinary task, which the Stopper stops
+	// Thread 101 stays in the root: SIGSTOP would stop it too.
+	if err := f.r.Attach(f.h.Root(), core.Caller{}, 101, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.write(a, "FROZEN"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantHeld(100, 200)
+	f.failTraced(100)
+	f.stopAll200()
+	if next, _ := f.s.h.check(); next == 0 {
+		t.Errorf("check: nothing to look at again, with a task not stopped")
+	}
+	f.signals()
+	f.files(a, "FREEZING", "1", "0")
+
+	// With thread 101 in the container too, the process may be stopped.
+	if err := f.r.Attach(a, core.Caller{}, 101, false); err != nil {
+		t.Fatal(err)
+	}
+	f.failTraced(101)
+	f.s.h.check()
+	f.oneSignal(100, "SIGSTOP")
+	f.files(a, "FREEZING", "1", "0") // not seen stopped yet
+	f.procTask(100, 100, 't')
+	f.procTask(100, 101, 't')
+	if next, _ := f.s.h.check(); next == 0 {
+		t.Errorf("check: nothing to look at again, with a SIGSTOP to watch")
+	}
+	f.signals()
+	f.files(a, "FROZEN", "1", "0")
+
+	// Someone sends SIGCONT: stopped again at the next look.
+	f.procTask(100, 101, 'R')
+	f.s.h.check()
+	f.signals("100/101 SIGSTOP")
+	f.files(a, "FREEZING", "1", "0")
+	f.procTask(100, 101, 't')
+	f.s.h.check()
+	f.files(a, "FROZEN", "1", "0")
+
+	// Thaw: one SIGCONT for the process, and nothing left to watch.
+	if err := f.write(a, "THAWED"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantHeld()
+	if next, _ := f.s.h.check(); next != 0 {
+		t.Errorf("check after thaw: look again in %v, want only when woken", next)
+	}
+	f.oneSignal(100, "SIGCONT")
+}
+
+// oneSignal checks that one signal, sig, was sent, to a thread of process
+// tgid.
+func (f *fixture) oneSignal(tgid int, sig string) {
+	f.t.Helper()
+	if len(f.sigs) != 1 || !strings.HasPrefix(f.sigs[0], fmt.Sprintf("%d/", tgid)) || !strings.HasSuffix(f.sigs[0], " "+sig) {
+		f.t.Errorf("signals sent: got %q, want one %s to process %d", f.sigs, sig, tgid)
+	}
+	f.sigs = nil
+}
+
+// stopAll200 reports task 200 stopped.
+func (f *fixture) stopAll200() {
+	f.sp.mu.Lock()
+	defer f.sp.mu.Unlock()
+	f.sp.status[200] = stopper.Stopped
+}
+
+// TestCheckSleeps: with every frozen task stopped, the holder has nothing
+// to look at until woken (no polling while frozen).
+func TestCheckSleeps(t *testing.T) {
+	f := newFixture(t)
+	a := f.mkdir(f.h.Root(), "a")
+	f.task(a, 100)
+	if err := f.write(a, "FROZEN"); err != nil {
+		t.Fatal(err)
+	}
+	if next, _ := f.s.h.check(); next != fastLook {
+		t.Errorf("check while stopping: look again in %v, want %v", next, fastLook)
+	}
+	f.stopAll()
+	if next, _ := f.s.h.check(); next != 0 {
+		t.Errorf("check while frozen: look again in %v, want only when woken", next)
+	}
+	f.files(a, "FROZEN", "1", "0")
+	f.signals()
+}
+
+// TestUnmountLetsGo: the root's Destroy drops every hold.
+func TestUnmountLetsGo(t *testing.T) {
+	f := newFixture(t)
+	a := f.mkdir(f.h.Root(), "a")
+	f.task(a, 100)
+	if err := f.write(a, "FROZEN"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantHeld(100)
+	h := f.s.h
+	f.s.Destroy(f.h.Root())
+	f.wantHeld()
+	if _, closed := h.check(); !closed {
+		t.Errorf("holder not closed after the root's Destroy")
 	}
 }
