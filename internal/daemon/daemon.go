@@ -56,6 +56,10 @@ type Daemon struct {
 
 	mu     sync.Mutex
 	mounts map[string][]*cgfs.Mount // by directory, oldest first (mounts stack); guarded by mu
+
+	closeOnce sync.Once
+	closeErr  error
+	closed    chan struct{} // closed when Close has unmounted everything
 }
 
 // New makes the registry, learns every task on the machine, and listens on
@@ -67,7 +71,7 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = log.Printf
 	}
-	d := &Daemon{cfg: cfg, mounts: map[string][]*cgfs.Mount{}}
+	d := &Daemon{cfg: cfg, mounts: map[string][]*cgfs.Mount{}, closed: make(chan struct{})}
 	procs := core.ProcFS{Root: cfg.Proc}
 	d.Reg = core.NewRegistry(procs, cfg.Subsys...)
 	d.Reg.SetSelf(os.Getpid())
@@ -190,6 +194,9 @@ func (d *Daemon) Serve() error {
 		conn, err := d.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
+				// Close closed the listener: let it finish unmounting
+				// before the caller returns (and the process exits).
+				<-d.closed
 				return nil
 			}
 			return err
@@ -373,6 +380,15 @@ func (d *Daemon) Unmount(dir string) error {
 
 // Close unmounts everything and stops answering.
 func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() {
+		d.closeErr = d.close()
+		close(d.closed)
+	})
+	<-d.closed
+	return d.closeErr
+}
+
+func (d *Daemon) close() error {
 	d.ln.Close()
 	if d.stopWatch != nil {
 		d.stopWatch()

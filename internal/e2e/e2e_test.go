@@ -321,6 +321,33 @@ func TestSIGTERMUnmountsEverything(t *testing.T) {
 	})
 }
 
+// TestSIGTERMUnmountsServeMount: the mount made by `serve --mount` is gone
+// when the daemon has exited after SIGTERM (the daemon once returned from
+// its serving loop, and exited, before unmounting).
+func TestSIGTERMUnmountsServeMount(t *testing.T) {
+	dir := mountDir(t)
+	d := testutil.StartDaemon(t, "--mount", dir, "-o", "debug")
+	eventually(t, 10*time.Second, func() error {
+		if typ := mountType(t, dir); typ != "fuse.container" {
+			return fmt.Errorf("%s: mount type %q, want fuse.container", dir, typ)
+		}
+		return nil
+	})
+	if err := d.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	pid := d.Cmd.Process.Pid
+	eventually(t, 15*time.Second, func() error {
+		if !processGone(pid) {
+			return fmt.Errorf("daemon %d still runs after SIGTERM", pid)
+		}
+		return nil
+	})
+	if typ := mountType(t, dir); typ != "" {
+		t.Errorf("%s still mounted (%s) after the daemon exited", dir, typ)
+	}
+}
+
 // TestHelperStartsDaemon: mount.container starts the daemon when none
 // answers, and the next mount uses the same daemon.
 func TestHelperStartsDaemon(t *testing.T) {
