@@ -33,7 +33,7 @@ func rootCmd() *cobra.Command {
 }
 
 func serveCmd() *cobra.Command {
-	var mountDir, mountOpts string
+	var mountDir, mountOpts, metricsAddr string
 	var rules, rulesDir, config, configDir string
 	var debug, doInstall, strict bool
 	cmd := &cobra.Command{
@@ -79,6 +79,12 @@ func serveCmd() *cobra.Command {
 					return err
 				}
 			}
+			if metricsAddr != "" {
+				if err := d.ServeMetrics(metricsAddr); err != nil {
+					d.Close()
+					return fmt.Errorf("--metrics: %w", err)
+				}
+			}
 			d.StartPolicy()
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
@@ -99,6 +105,7 @@ func serveCmd() *cobra.Command {
 	cmd.Flags().StringVar(&rulesDir, "rules-dir", policy.DefaultRulesDir, "directory of more *.conf rules files")
 	cmd.Flags().StringVar(&config, "config", policy.DefaultConfigFile, "setup file, cgconfig.conf grammar, applied at start-up (\"\" for none)")
 	cmd.Flags().StringVar(&configDir, "config-dir", policy.DefaultConfigDir, "directory of more *.conf setup files")
+	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (host:port, e.g. 127.0.0.1:9256; \"\" for none)")
 	cmd.Flags().BoolVar(&doInstall, "install", false, "first install the binary and mount.container, as `containerfs install` does")
 	return cmd
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -54,8 +55,9 @@ type Daemon struct {
 	Policy    *policy.Engine
 	stopWatch func()
 
-	mu     sync.Mutex
-	mounts map[string][]*cgfs.Mount // by directory, oldest first (mounts stack); guarded by mu
+	mu      sync.Mutex
+	mounts  map[string][]*cgfs.Mount // by directory, oldest first (mounts stack); guarded by mu
+	metrics *http.Server             // guarded by mu
 
 	closeOnce sync.Once
 	closeErr  error
@@ -396,6 +398,9 @@ func (d *Daemon) close() error {
 	d.track.close()
 	os.Remove(d.cfg.Socket)
 	d.mu.Lock()
+	if d.metrics != nil {
+		d.metrics.Close()
+	}
 	var ms []*cgfs.Mount
 	for _, stack := range d.mounts {
 		for i := len(stack) - 1; i >= 0; i-- {

@@ -13,6 +13,7 @@ type latency struct {
 	mu     sync.Mutex
 	counts [256]uint64 // guarded by mu
 	n      uint64      // guarded by mu
+	sum    time.Duration
 	max    time.Duration
 }
 
@@ -36,6 +37,7 @@ func (l *latency) add(d time.Duration) {
 	l.mu.Lock()
 	l.counts[bucketOf(d)]++
 	l.n++
+	l.sum += d
 	l.max = max(l.max, d)
 	l.mu.Unlock()
 }

@@ -136,14 +136,22 @@ type waiter struct {
 var (
 	defaultOnce sync.Once
 	defaultS    *Stopper
+	started     atomic.Pointer[Stopper]
 )
 
 // Default is the process's Stopper, started on first use. A task has only
 // one tracer, so everything in one process that stops tasks must share it.
 func Default() *Stopper {
-	defaultOnce.Do(func() { defaultS = New(Options{}) })
+	defaultOnce.Do(func() {
+		defaultS = New(Options{})
+		started.Store(defaultS)
+	})
 	return defaultS
 }
+
+// Started is Default if it has been started, or nil: for readers of its
+// statistics, which should not start one.
+func Started() *Stopper { return started.Load() }
 
 // New starts a Stopper with its ptrace thread.
 func New(opts Options) *Stopper {
