@@ -17,7 +17,6 @@ import (
 
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/procevent"
-	"golang.org/x/sys/unix"
 )
 
 // Stick says how the rules treat a process after it was placed on
@@ -168,17 +167,11 @@ func New(o Options) *Engine {
 		o.Logf = log.Printf
 	}
 	if o.Clock == nil {
-		o.Clock = monotonic
+		o.Clock = procevent.Now // no syscall: the engine reads it per fork
 	}
 	e := &Engine{o: o, sticky: map[int]stickyEntry{}, recent: map[int]*recentMove{}, warned: map[string]struct{}{}}
 	e.rules.Store(&RuleSet{})
 	return e
-}
-
-func monotonic() uint64 {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano())
 }
 
 // Rules are the rules in force.

@@ -331,7 +331,10 @@ func (s *nlSocket) recv(b []byte, block bool) (n int, err error) {
 		for {
 			var sa unix.RawSockaddrNetlink
 			salen := uint32(unix.SizeofSockaddrNetlink)
-			r, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+			// RawSyscall: MSG_DONTWAIT never blocks, and the runtime's
+			// entersyscall would wake its sysmon thread for every read
+			// (see Now).
+			r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
 				unix.MSG_DONTWAIT|unix.MSG_TRUNC, uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&salen)))
 			switch {
 			case e == unix.EINTR:
