@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,6 +38,7 @@ func serveCmd() *cobra.Command {
 	var mountDir, mountOpts, metricsAddr string
 	var rules, rulesDir, config, configDir string
 	var debug, doInstall, strict bool
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon that owns the model and serves every mount",
@@ -46,6 +49,11 @@ func serveCmd() *cobra.Command {
 					return err
 				}
 			}
+			stopProfile, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
 			d, err := daemon.New(daemon.Config{
 				Socket: daemon.SocketPath(socketFlag),
 				Subsys: subsys.All(),
@@ -67,6 +75,7 @@ func serveCmd() *cobra.Command {
 				if err := d.Close(); err != nil {
 					log.Print(err)
 				}
+				stopProfile()
 				os.Exit(0)
 			}()
 			if mountDir != "" {
@@ -107,7 +116,34 @@ func serveCmd() *cobra.Command {
 	cmd.Flags().StringVar(&configDir, "config-dir", policy.DefaultConfigDir, "directory of more *.conf setup files")
 	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (host:port, e.g. 127.0.0.1:9256; \"\" for none)")
 	cmd.Flags().BoolVar(&doInstall, "install", false, "first install the binary and mount.container, as `containerfs install` does")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (runtime/pprof) to this file until shutdown")
+	cmd.Flags().MarkHidden("cpuprofile") // a developer's tool, not a feature
 	return cmd
+}
+
+// startCPUProfile profiles the daemon's CPU into file, if not "", until the
+// returned function runs (on SIGINT/SIGTERM or when Serve returns).
+func startCPUProfile(file string) (stop func(), err error) {
+	if file == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile %s: %w", file, err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				log.Printf("cpu profile %s: %v", file, err)
+			}
+		})
+	}, nil
 }
 
 func mountCmd() *cobra.Command {

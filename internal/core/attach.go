@@ -182,6 +182,9 @@ func (r *Registry) taskLocked(info TaskInfo) *Task {
 func (r *Registry) addLocked(info TaskInfo, from *Task) *Task {
 	t := &Task{TID: info.TID, TGID: info.TGID, Start: info.Start}
 	r.tasks[t.TID] = t
+	if t.TID != t.TGID {
+		r.threads[t.TGID]++
+	}
 	for _, h := range r.hier {
 		if h == nil {
 			continue
@@ -205,6 +208,9 @@ func (r *Registry) addLocked(info TaskInfo, from *Task) *Task {
 
 func (r *Registry) exitLocked(t *Task) {
 	delete(r.tasks, t.TID)
+	if t.TID != t.TGID {
+		r.leftGroupLocked(t.TGID)
+	}
 	for _, h := range r.hier {
 		if h == nil {
 			continue
@@ -282,11 +288,30 @@ func (r *Registry) Exit(tid int, at uint64) {
 	r.exitLocked(t)
 }
 
+// leftGroupLocked counts a non-leader thread of group tgid out.
+func (r *Registry) leftGroupLocked(tgid int) {
+	if n := r.threads[tgid]; n > 1 {
+		r.threads[tgid] = n - 1
+	} else {
+		delete(r.threads, tgid)
+	}
+}
+
 // Known tells whether the model has a task tid.
 func (r *Registry) Known(tid int) bool {
 	r.lock()
 	defer r.unlock()
 	return r.tasks[tid] != nil
+}
+
+// GroupAlive tells whether the model still has a thread of thread group
+// tgid: its leader, or another thread. After the leader's exit the group
+// lives on while another thread does (a zombie leader, or a thread that is
+// about to exec and take over the group's ID).
+func (r *Registry) GroupAlive(tgid int) bool {
+	r.lock()
+	defer r.unlock()
+	return r.tasks[tgid] != nil || r.threads[tgid] > 0
 }
 
 // Exec records that thread group tgid ran execve. When a thread other than
@@ -300,6 +325,9 @@ func (r *Registry) Exec(tgid int, start uint64) bool {
 	defer r.unlock()
 	if r.tasks[tgid] != nil {
 		return true
+	}
+	if r.threads[tgid] == 0 {
+		return false // no thread of the group: no need to look
 	}
 	var heir *Task
 	var rest []*Task
@@ -323,6 +351,7 @@ func (r *Registry) Exec(tgid int, start uint64) bool {
 		r.exitLocked(t) // de_thread killed them; their exits may be late
 	}
 	delete(r.tasks, heir.TID)
+	r.leftGroupLocked(tgid) // the heir is the leader now
 	heir.TID, heir.Start = tgid, start
 	r.tasks[tgid] = heir
 	for _, c := range heir.in {

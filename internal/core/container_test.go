@@ -608,3 +608,68 @@ func TestRmdirLateExit(t *testing.T) {
 		})
 	}
 }
+
+// GroupAlive follows a thread group through the ways it ends or lives on:
+// the leader's exit ends a single-threaded process; a zombie leader's
+// process lives while another thread does; a thread that execs takes
+// over the group's ID; a scan removes threads that are gone.
+func TestGroupAlive(t *testing.T) {
+	type step struct {
+		do        func(r *Registry)
+		wantAlive bool
+	}
+	exit := func(tid int) func(*Registry) { return func(r *Registry) { r.Exit(tid, 0) } }
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{name: "single-threaded process", steps: []step{
+			{func(*Registry) {}, true},
+			{exit(200), false},
+		}},
+		{name: "zombie leader, then its last thread", steps: []step{
+			{func(r *Registry) { r.Fork(200, thread(201, 200, 0, 61)) }, true},
+			{func(r *Registry) { r.Fork(200, thread(202, 200, 0, 62)) }, true},
+			{exit(200), true},
+			{exit(201), true},
+			{exit(202), false},
+		}},
+		{name: "a thread execs and takes over the group's ID", steps: []step{
+			{func(r *Registry) { r.Fork(200, thread(201, 200, 0, 61)) }, true},
+			{exit(200), true},
+			{func(r *Registry) {
+				if !r.Exec(200, 60) {
+					t.Error("Exec(200): got false, want true")
+				}
+			}, true},
+			{exit(200), false},
+		}},
+		{name: "a reused thread TID counts once", steps: []step{
+			{func(r *Registry) { r.Fork(200, thread(201, 200, 0, 61)) }, true},
+			{func(r *Registry) { r.Fork(200, thread(201, 200, 0, 70)) }, true},
+			{exit(201), true},
+			{exit(200), false},
+		}},
+		{name: "a scan removes what is gone", steps: []step{
+			{func(r *Registry) { r.Fork(200, thread(201, 200, 0, 61)) }, true},
+			{func(r *Registry) { r.Resync([]ScanTask{{TaskInfo: proc(100, 0, 10)}}) }, false},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newForkRig(t)
+			if !g.r.Fork(100, proc(200, 0, 60)) {
+				t.Fatal("Fork(100, 200): parent unknown")
+			}
+			for i, s := range tc.steps {
+				s.do(g.r)
+				if got := g.r.GroupAlive(200); got != s.wantAlive {
+					t.Errorf("step %d: GroupAlive(200): got %v, want %v", i, got, s.wantAlive)
+				}
+			}
+			if got := g.r.Exec(999, 1); got {
+				t.Error("Exec of a group the model never knew: got true, want false")
+			}
+		})
+	}
+}

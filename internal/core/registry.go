@@ -16,11 +16,15 @@ type Registry struct {
 
 	self int // the daemon's own TGID; 0 if none. Guarded by mu.
 
-	hier       []*Hierarchy          // by slot; nil where free. Guarded by mu.
-	bound      map[string]*Hierarchy // subsystem name → its hierarchy. Guarded by mu.
-	tasks      map[int]*Task         // by TID. Guarded by mu.
-	nextHierID int                   // guarded by mu
-	nextID     uint64                // container ids; guarded by mu
+	hier  []*Hierarchy          // by slot; nil where free. Guarded by mu.
+	bound map[string]*Hierarchy // subsystem name → its hierarchy. Guarded by mu.
+	tasks map[int]*Task         // by TID. Guarded by mu.
+	// threads counts the known threads other than the leader of each
+	// thread group, by TGID, so that GroupAlive need not scan tasks.
+	// Guarded by mu.
+	threads    map[int]int
+	nextHierID int    // guarded by mu
+	nextID     uint64 // container ids; guarded by mu
 
 	// after is work queued under mu to run once mu is released: release
 	// agents and change notifications. Guarded by mu.
@@ -41,6 +45,7 @@ func NewRegistry(procs Procs, subsys ...Subsys) *Registry {
 		procs:      procs,
 		bound:      map[string]*Hierarchy{},
 		tasks:      map[int]*Task{},
+		threads:    map[int]int{},
 		nextHierID: 1,
 		nextID:     1,
 	}

@@ -28,6 +28,10 @@ type Model interface {
 	Attach(dst *core.Container, pid int) error
 	// Where lists task tid's containers; false if the model does not know it.
 	Where(tid int) ([]core.Where, bool)
+	// GroupAlive tells whether the model still has a thread of process
+	// tgid. The tracker applies every event to the model before the engine
+	// sees it, so at an exit event this is whether the process lives on.
+	GroupAlive(tgid int) bool
 }
 
 // CoreModel is Model over a *core.Registry.
@@ -68,6 +72,9 @@ func (m CoreModel) Attach(dst *core.Container, pid int) error {
 
 // Where implements Model.
 func (m CoreModel) Where(tid int) ([]core.Where, bool) { return m.Reg.Where(tid) }
+
+// GroupAlive implements Model.
+func (m CoreModel) GroupAlive(tgid int) bool { return m.Reg.GroupAlive(tgid) }
 
 // hierarchyFor finds the hierarchy a controller name stands for: one of
 // its subsystems, or "name=X" for a named hierarchy.

@@ -17,7 +17,6 @@ import (
 
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/procevent"
-	"golang.org/x/sys/unix"
 )
 
 // Stick says how the rules treat a process after it was placed on
@@ -114,7 +113,19 @@ type Stats struct {
 type stickyEntry struct {
 	start uint64 // 0: not read yet (inherited at fork)
 	tree  bool
-	why   string
+	why   string // why it, or the ancestor it inherits from, was made sticky
+	// ancestor is, for an entry inherited at fork, the process that was
+	// made sticky; 0 for that process itself. A fork in a sticky tree
+	// copies the entry and formats nothing.
+	ancestor int
+}
+
+// reason says why the entry exists, for Explain.
+func (s stickyEntry) reason() string {
+	if s.ancestor == 0 {
+		return s.why
+	}
+	return fmt.Sprintf("a descendant of %d, %s", s.ancestor, s.why)
 }
 
 // recentMove is a completed move of a process: when, where to, and from
@@ -156,17 +167,11 @@ func New(o Options) *Engine {
 		o.Logf = log.Printf
 	}
 	if o.Clock == nil {
-		o.Clock = monotonic
+		o.Clock = procevent.Now // no syscall: the engine reads it per fork
 	}
 	e := &Engine{o: o, sticky: map[int]stickyEntry{}, recent: map[int]*recentMove{}, warned: map[string]struct{}{}}
 	e.rules.Store(&RuleSet{})
 	return e
-}
-
-func monotonic() uint64 {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano())
 }
 
 // Rules are the rules in force.
@@ -221,29 +226,27 @@ func (e *Engine) HandleEvent(ev procevent.Event) {
 	case procevent.Exec, procevent.UID, procevent.GID:
 		e.onChange(ev)
 	case procevent.Exit:
-		if ev.PID == ev.TGID {
-			e.onLeaderExit(ev.PID)
-		}
+		e.onExit(ev.TGID)
 	}
 }
 
-// onLeaderExit forgets a sticky process once it is gone. The exit of a
-// thread group's leader is not always the end of the process: when
-// another thread execs (as Go's syscall.Exec does from whatever thread
-// it runs on), the kernel kills the leader, sends its exit, and the
-// exec'ing thread takes over its PID and its start time. So the entry
-// stays while /proc shows a process of the same start time.
-func (e *Engine) onLeaderExit(pid int) {
-	s, ok := e.stickyEntry(pid)
-	if !ok {
-		return
-	}
-	if p, err := e.o.Procs.Process(pid); err == nil && (s.start == 0 || sameStart(s.start, p.Start)) {
+// onExit forgets a sticky process once its last thread is gone. The exit
+// of a thread group's leader is not always the end of the process: a
+// zombie leader's process lives while other threads do, and when another
+// thread execs (as Go's syscall.Exec does from whatever thread it runs
+// on), the kernel kills the leader, sends its exit, and the exec'ing
+// thread takes over its PID and its start time. The model, which has
+// applied this exit already, knows whether a thread of the group is left;
+// asking it reads nothing from /proc, which matters in a fork storm inside
+// a sticky tree, where every child has an entry.
+func (e *Engine) onExit(tgid int) {
+	s, ok := e.stickyEntry(tgid)
+	if !ok || e.o.Model.GroupAlive(tgid) {
 		return
 	}
 	e.mu.Lock()
-	if cur, ok := e.sticky[pid]; ok && cur == s {
-		delete(e.sticky, pid)
+	if cur, ok := e.sticky[tgid]; ok && cur == s {
+		delete(e.sticky, tgid)
 	}
 	e.mu.Unlock()
 }
@@ -267,7 +270,10 @@ func (e *Engine) onFork(ev procevent.Event) {
 	}
 	if ev.PID == ev.TGID {
 		if s, ok := e.sticky[ev.ParentTGID]; ok && s.tree {
-			e.sticky[ev.PID] = stickyEntry{tree: true, why: fmt.Sprintf("a descendant of %d, %s", ev.ParentTGID, s.why)}
+			if s.ancestor == 0 {
+				s.ancestor = ev.ParentTGID
+			}
+			e.sticky[ev.PID] = stickyEntry{tree: true, why: s.why, ancestor: s.ancestor}
 		}
 	}
 	e.pruneLocked()
@@ -365,7 +371,10 @@ func (e *Engine) ClassifyAll() (moved int, err error) {
 // made while a pass runs are served by one more pass. done, if not nil,
 // runs after the last pass, with the number of processes moved, for the
 // call that started the passes only (later calls' done are dropped).
+// Sticky entries of processes the model no longer has go first: their
+// exits may have been among the events lost.
 func (e *Engine) Lost(done func(moved int)) {
+	e.pruneSticky()
 	e.lost.Add(1)
 	if !e.passing.CompareAndSwap(false, true) {
 		return
@@ -495,6 +504,19 @@ func (e *Engine) setSticky(p Process, mode Stick, why string) {
 		return
 	}
 	e.sticky[p.PID] = stickyEntry{start: p.Start, tree: mode == StickTree, why: why}
+}
+
+// pruneSticky drops the entries of processes gone from the model.
+func (e *Engine) pruneSticky() {
+	e.mu.Lock()
+	pids := make([]int, 0, len(e.sticky))
+	for pid := range e.sticky {
+		pids = append(pids, pid)
+	}
+	e.mu.Unlock()
+	for _, pid := range pids {
+		e.onExit(pid)
+	}
 }
 
 func (e *Engine) stickyEntry(pid int) (stickyEntry, bool) {

@@ -277,17 +277,30 @@ func TestEngineSticky(t *testing.T) {
 			if got := r.where(102, "cpu"); got != tc.grandkid {
 				t.Errorf("grandchild after exec: got %s, want %s", got, tc.grandkid)
 			}
-			// The entry goes with the process: not at the exit of its
-			// leader while the process lives on (another thread exec'd),
-			// but once it is gone.
+			if tc.grandkid == "/placed" {
+				if ex, want := r.e.Explain(102), "sticky with its children (a descendant of 100, "; !strings.Contains(ex, want) {
+					t.Errorf("explain the grandchild:\n%s\nwant %q", ex, want)
+				}
+			}
+			// An entry goes with its process: not at the exit of the
+			// leader while another thread lives on (it may exec and take
+			// over the PID), but once the last thread is gone. Exits reach
+			// the model first, as the tracker applies them.
+			for _, pid := range []int{102, 101} {
+				r.reg.Exit(pid, 0)
+				r.e.HandleEvent(procevent.Event{What: procevent.Exit, PID: pid, TGID: pid})
+				if _, ok := r.e.stickyEntry(pid); ok {
+					t.Errorf("sticky entry of %d outlived its process", pid)
+				}
+			}
+			r.reg.Fork(100, core.TaskInfo{TID: 105, TGID: 100, Start: 1105})
+			r.reg.Exit(100, 0)
 			r.e.HandleEvent(procevent.Event{What: procevent.Exit, PID: 100, TGID: 100})
 			if _, ok := r.e.stickyEntry(100); !ok && tc.mode != StickNone {
 				t.Error("sticky entry dropped at the exit of a leader whose process lives on")
 			}
-			r.w.mu.Lock()
-			delete(r.w.procs, 100)
-			r.w.mu.Unlock()
-			r.e.HandleEvent(procevent.Event{What: procevent.Exit, PID: 100, TGID: 100})
+			r.reg.Exit(105, 0)
+			r.e.HandleEvent(procevent.Event{What: procevent.Exit, PID: 105, TGID: 100})
 			if _, ok := r.e.stickyEntry(100); ok {
 				t.Error("sticky entry outlived its process")
 			}
@@ -521,6 +534,31 @@ func TestReload(t *testing.T) {
 	}
 	if got := r.e.Rules().Rules[0].Destination; got != "a/" {
 		t.Errorf("after a bad reload: got rule %s in force, want a/ (the previous rules stay)", got)
+	}
+}
+
+// After lost events, sticky entries of processes the model no longer has
+// go: their exit events may have been lost, and a new process given the
+// PID must not inherit the entry.
+func TestEngineLostPrunesSticky(t *testing.T) {
+	r := newRig(t, "* cpu ruled/\n", "group ruled { cpu { } }\ngroup placed { cpu { } }")
+	r.spawn(Process{PID: 100, Name: "/bin/sh"})
+	if err := r.e.Stick(100, StickTree); err != nil {
+		t.Fatal(err)
+	}
+	r.e.HandleEvent(r.fork(100, 101))
+	r.e.HandleEvent(r.fork(100, 102))
+	r.reg.Exit(101, 0) // its exit event is lost
+	done := make(chan int, 1)
+	r.e.Lost(func(int) { close(done) })
+	<-done
+	for _, tc := range []struct {
+		pid  int
+		want bool
+	}{{100, true}, {101, false}, {102, true}} {
+		if _, got := r.e.stickyEntry(tc.pid); got != tc.want {
+			t.Errorf("sticky entry of %d after Lost: got %v, want %v", tc.pid, got, tc.want)
+		}
 	}
 }
 

@@ -50,7 +50,7 @@ func (e *Engine) Explain(pid int) string {
 		if s.tree {
 			mode = StickTree
 		}
-		fmt.Fprintf(&b, "not classified: %s (%s); the rules leave it alone\n", mode, s.why)
+		fmt.Fprintf(&b, "not classified: %s (%s); the rules leave it alone\n", mode, s.reason())
 	}
 	d := e.decide(p, rs)
 	for _, s := range d.skipped {

@@ -114,7 +114,7 @@ func (r *liveRig) run() {
 			}
 			r.e.HandleEvent(ev)
 			if ev.What == procevent.Exec {
-				lag := time.Duration(monotonic() - ev.Timestamp)
+				lag := time.Duration(procevent.Now() - ev.Timestamp)
 				r.mu.Lock()
 				if len(r.execLag) < 1<<16 {
 					r.execLag[ev.TGID] = lag
