@@ -147,6 +147,19 @@ type Entry struct {
 	Attr  Attr
 }
 
+// WithLock runs f with the registry lock held, as a locked file handler
+// runs: for WriteUnlocked handlers that must also wait outside the lock.
+// It fails with ENODEV if c has been removed.
+func (c *Container) WithLock(f func() error) error {
+	r := c.h.r
+	r.lock()
+	defer r.unlock()
+	if c.removed {
+		return fmt.Errorf("container removed: %w", syscall.ENODEV)
+	}
+	return f()
+}
+
 // Lookup finds name in c's directory.
 func (c *Container) Lookup(name string) (Entry, bool) {
 	r := c.h.r

@@ -5,6 +5,7 @@ import (
 	"log"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/stopper"
@@ -23,7 +24,14 @@ type Stopper interface {
 	Forget(tid int, reason string)
 	// Status tells whether tid is stopped, and why it cannot be.
 	Status(tid int) (stopper.State, error)
+	// WaitStopped is closed once every task of tids is stopped, gone or
+	// no longer held.
+	WaitStopped(tids []int) <-chan struct{}
 }
+
+// freezeWait bounds how long a write of FROZEN waits for the tasks to
+// stop before it returns; freezer.state reads FREEZING until they have.
+const freezeWait = 20 * time.Millisecond
 
 var _ Stopper = (*stopper.Stopper)(nil)
 
@@ -133,18 +141,52 @@ func (s *Subsys) Files() []core.File {
 		}
 	}
 	return []core.File{
-		{Name: "state", Flags: core.NotOnRoot,
+		{Name: "state", Flags: core.NotOnRoot | core.WriteUnlocked,
 			Read: func(c *core.Container) (string, error) { return s.stateLocked(c) + "\n", nil },
 			Write: func(c *core.Container, _ core.Caller, data string) error {
 				// cgroup v1 (freezer_write): the stripped buffer must be
 				// THAWED or FROZEN; FREEZING and anything else is EINVAL.
+				var freeze bool
 				switch v := strings.TrimSpace(data); v {
 				case "FROZEN":
-					s.setSelfLocked(c, true)
+					freeze = true
 				case "THAWED":
-					s.setSelfLocked(c, false)
 				default:
 					return fmt.Errorf("freezer.state: %q is neither FROZEN nor THAWED: %w", v, syscall.EINVAL)
+				}
+				// The kernel's write returns at once and the state reads
+				// FREEZING until every task is frozen. A freeze here takes
+				// a few ms, and every read of the state is a round trip
+				// to the daemon: the write waits (outside the registry
+				// lock, for at most freezeWait) for the tasks to stop, so
+				// that the next read usually says FROZEN.
+				var stopped <-chan struct{}
+				err := c.WithLock(func() error {
+					if s.h == nil {
+						return syscall.ENODEV
+					}
+					s.setSelfLocked(c, freeze)
+					if freeze {
+						var tids []int
+						walk(c, func(d *core.Container) {
+							for _, t := range d.TasksLocked() {
+								tids = append(tids, t.TID)
+							}
+						})
+						if len(tids) > 0 {
+							stopped = s.h.sp.WaitStopped(tids)
+						}
+					}
+					return nil
+				})
+				if err != nil || stopped == nil {
+					return err
+				}
+				timer := time.NewTimer(freezeWait)
+				defer timer.Stop()
+				select {
+				case <-stopped:
+				case <-timer.C:
 				}
 				return nil
 			},

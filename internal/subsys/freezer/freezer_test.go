@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/stopper"
@@ -26,6 +27,8 @@ type fakeStopper struct {
 	held   map[int]bool
 	status map[int]stopper.State // of held tasks; Stopping if absent
 	errs   map[int]error
+	waited [][]int // the batches WaitStopped was asked for
+	stuck  bool    // WaitStopped's channels stay open
 }
 
 func newFakeStopper() *fakeStopper {
@@ -49,6 +52,19 @@ func (s *fakeStopper) Resume(tid int, _ string) {
 }
 
 func (s *fakeStopper) Forget(tid int, reason string) { s.Resume(tid, reason) }
+
+// WaitStopped implements Stopper: the test confirms stops itself. It
+// records what it was asked; the channel is closed unless stuck is set.
+func (s *fakeStopper) WaitStopped(tids []int) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.waited = append(s.waited, slices.Sorted(slices.Values(tids)))
+	ch := make(chan struct{})
+	if !s.stuck {
+		close(ch)
+	}
+	return ch
+}
 
 func (s *fakeStopper) Status(tid int) (stopper.State, error) {
 	s.mu.Lock()
@@ -486,4 +502,37 @@ func TestUnmountLetsGo(t *testing.T) {
 	if _, closed := h.check(); !closed {
 		t.Errorf("holder not closed after the root's Destroy")
 	}
+}
+
+// TestWriteWaitsForStops: a write of FROZEN waits for the subtree's tasks
+// to stop, for at most freezeWait; a write of THAWED does not wait.
+func TestWriteWaitsForStops(t *testing.T) {
+	f := newFixture(t)
+	a := f.mkdir(f.h.Root(), "a")
+	b := f.mkdir(a, "b")
+	f.task(a, 100)
+	f.task(b, 200)
+	f.task(nil, 1)
+	if err := f.write(a, "FROZEN"); err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]int{{100, 200}}; !slices.EqualFunc(f.sp.waited, want, slices.Equal) {
+		t.Errorf("WaitStopped asked for %v, want %v", f.sp.waited, want)
+	}
+	if err := f.write(a, "THAWED"); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.sp.waited) != 1 {
+		t.Errorf("THAWED waited for stops: %v", f.sp.waited)
+	}
+
+	f.sp.stuck = true
+	start := time.Now()
+	if err := f.write(b, "FROZEN"); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < freezeWait {
+		t.Errorf("write of FROZEN with tasks not stopping returned after %v, want at least %v", took, freezeWait)
+	}
+	f.files(b, "FREEZING", "1", "0")
 }
