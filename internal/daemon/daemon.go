@@ -19,6 +19,7 @@ import (
 	"github.com/containerfs/containerfs/internal/cgfs"
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/policy"
+	"github.com/containerfs/containerfs/internal/prio"
 	"golang.org/x/sys/unix"
 )
 
@@ -79,7 +80,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.Reg.SetSelf(os.Getpid())
 	d.Reg.CloneChildrenByDefault(!cfg.StrictV1)
 	d.Reg.OnRelease(d.release)
-	raisePriority(cfg.Logf)
+	prio.Raise(cfg.Logf)
 	removeStaleMounts(cfg.Logf)
 	if err := d.listen(); err != nil {
 		return nil, err

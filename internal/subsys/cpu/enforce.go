@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/containerfs/containerfs/internal/prio"
 	"github.com/containerfs/containerfs/internal/stopper"
 	"golang.org/x/sys/unix"
 )
@@ -248,6 +249,7 @@ func (e *enforcer) close() {
 
 // run is the enforcer's goroutine.
 func (e *enforcer) run() {
+	prio.Background() // bulk reads of schedstat: not real-time
 	defer close(e.done)
 	open := map[*etask]struct{}{} // tasks with a schedstat fd
 	defer func() {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/prio"
 	"github.com/containerfs/containerfs/internal/taskstats"
 )
 
@@ -248,6 +249,7 @@ func (s *Subsys) listen(bg *background) {
 // per task that has; the period stretches so that sampling takes no more
 // than 2% of a CPU.
 func (s *Subsys) sampleLoop(bg *background) {
+	prio.Background() // bulk reads of schedstat: not real-time
 	period := s.period
 	if period == 0 {
 		period = defaultPeriod

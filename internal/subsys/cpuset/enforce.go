@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/prio"
 	"github.com/containerfs/containerfs/internal/subsys/cpulist"
 )
 
@@ -221,6 +222,7 @@ func (e *enforcer) start() { go e.run() }
 func (e *enforcer) close() { e.once.Do(func() { close(e.stop) }) }
 
 func (e *enforcer) run() {
+	prio.Background() // bulk reads of affinities: not real-time
 	defer close(e.done)
 	timer := time.NewTimer(e.interval)
 	defer timer.Stop()
