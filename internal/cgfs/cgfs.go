@@ -163,9 +163,8 @@ func errno(err error) syscall.Errno {
 	return syscall.EIO
 }
 
-// Inode numbers: a container's directory is id<<8, its files id<<8+1+index.
-func dirIno(c *core.Container) uint64         { return c.ID() << 8 }
-func fileIno(c *core.Container, i int) uint64 { return c.ID()<<8 + 1 + uint64(i) }
+func dirIno(c *core.Container) uint64         { return core.DirIno(c) }
+func fileIno(c *core.Container, i int) uint64 { return core.FileIno(c, i) }
 func (m *Mount) times(a *fuse.Attr)           { a.SetTimes(nil, &m.born, &m.born) }
 func fillAttr(a *fuse.Attr, mode uint32, at core.Attr) {
 	a.Mode = mode | at.Mode

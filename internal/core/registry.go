@@ -328,7 +328,11 @@ func (h *Hierarchy) bindFiles() {
 	add := func(ss Subsys, prefix string, files []File) {
 		for i := range files {
 			f := &files[i]
-			bf := BoundFile{Name: prefix + f.Name, Subsys: ss, File: f}
+			name := prefix + f.Name
+			if f.Flags&NoPrefix != 0 {
+				name = f.Name
+			}
+			bf := BoundFile{Name: name, Subsys: ss, File: f}
 			if f.on(true) {
 				h.rootFiles = append(h.rootFiles, bf)
 			}

@@ -99,6 +99,9 @@ const (
 	// cpuacct.usage), triggers (force_empty), or a file whose read format
 	// is not what a write takes (memory.oom_control). Snapshots skip it.
 	NotSetting
+	// NoPrefix files keep their name without the subsystem's prefix
+	// (the kernel's CFTYPE_NO_PREFIX): memory's cgroup.event_control.
+	NoPrefix
 )
 
 // Caller is the process that made a request, as the FUSE request tells it.

@@ -12,7 +12,9 @@
 // use_hierarchy (always 1), swappiness (0..200, inherited; the root's is
 // vm.swappiness, which we never change: EPERM), move_charge_at_immigrate
 // (0..3) and oom_control (oom_kill_disable 0/1, inherited; not in the
-// root). docs/deviations.md has every difference from the kernel.
+// root); and, without the prefix, cgroup.event_control (eventfd
+// notifications of usage thresholds and OOM, events.go).
+// docs/deviations.md has every difference from the kernel.
 //
 // # What is counted
 //

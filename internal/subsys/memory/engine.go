@@ -288,6 +288,7 @@ func (e *engine) computeLocked() {
 	}
 	sum(e.root)
 	e.root.maxUsage = max(e.root.maxUsage, e.sysUsage())
+	e.thresholdsLocked()
 }
 
 // sysUsage is the root container's usage_in_bytes: v1's root memcg counts

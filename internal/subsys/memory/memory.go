@@ -104,6 +104,9 @@ type cstate struct {
 	// fresh rollups; zero if it is not.
 	deferSince time.Time
 
+	// events are the cgroup.event_control registrations (events.go).
+	events []*event
+
 	// Fault counts of the processes while they were here, and of removed
 	// children (which total_ keeps, as the kernel's do).
 	faults, majFaults         uint64
@@ -192,6 +195,7 @@ func (s *Subsys) Destroy(c *core.Container) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st.removed = true
+	dropEventsLocked(st)
 	if !st.root {
 		p := st.parent
 		delete(p.children, st)
@@ -418,6 +422,7 @@ func (s *Subsys) Files() []core.File {
 				return nil
 			}),
 		},
+		s.eventControlFile(),
 	}
 }
 

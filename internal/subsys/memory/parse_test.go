@@ -118,3 +118,42 @@ func TestStatFields(t *testing.T) {
 		t.Fatalf("statFields: got %d %d %d %v, want 77 3 4242", minflt, majflt, start, err)
 	}
 }
+
+func TestParseEventControl(t *testing.T) {
+	tests := []struct {
+		in       string
+		efd, cfd int
+		args     string
+		ok       bool
+	}{
+		{in: "3 4", efd: 3, cfd: 4, ok: true},
+		{in: "3 4\n", efd: 3, cfd: 4, ok: true},
+		{in: "  3 4 10M\n", efd: 3, cfd: 4, args: "10M", ok: true},
+		{in: "3 4 a b", efd: 3, cfd: 4, args: "a b", ok: true},
+		{in: "3 4  x", efd: 3, cfd: 4, args: " x", ok: true},
+		{in: "3", ok: false},
+		{in: "3  4", ok: false},
+		{in: "3\t4", ok: false},
+		{in: "-3 4", ok: false},
+		{in: "3 4x", ok: false},
+		{in: "x 4", ok: false},
+		{in: "", ok: false},
+		{in: "99999999999 4", ok: false},
+	}
+	for _, tc := range tests {
+		efd, cfd, args, err := parseEventControl(tc.in)
+		if (err == nil) != tc.ok {
+			t.Errorf("parseEventControl(%q): error %v, want ok=%v", tc.in, err, tc.ok)
+			continue
+		}
+		if err != nil {
+			if !errors.Is(err, syscall.EINVAL) {
+				t.Errorf("parseEventControl(%q): %v, want EINVAL", tc.in, err)
+			}
+			continue
+		}
+		if efd != tc.efd || cfd != tc.cfd || args != tc.args {
+			t.Errorf("parseEventControl(%q) = %d, %d, %q; want %d, %d, %q", tc.in, efd, cfd, args, tc.efd, tc.cfd, tc.args)
+		}
+	}
+}

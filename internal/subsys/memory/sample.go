@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/containerfs/containerfs/internal/prio"
 )
 
 // Sampling periods and budgets. FIELD-NOTES and our own measurements here:
@@ -60,6 +62,7 @@ const (
 // run is the sampler goroutine: one per bound hierarchy, started by the
 // root's Create, stopped by its Destroy.
 func (e *engine) run() {
+	prio.Background() // bulk reads of statm and smaps_rollup: not real-time
 	defer close(e.done)
 	defer e.closeFiles(nil)
 	fast, slow := fastPeriod, slowPeriod
@@ -148,7 +151,7 @@ func (e *engine) tick(slow bool) (time.Duration, time.Duration) {
 		if o == nil || o.root || p.start == 0 || (p.gone && !slow) {
 			continue // a gone process is tried again on slow rounds
 		}
-		limited := o.effLimit() != unlimited || o.underOOM()
+		limited := o.effLimit() != unlimited || o.underOOM() || o.watchesLocked()
 		if slow || limited {
 			jobs = append(jobs, job{p: p, tgid: p.tgid, start: p.start,
 				rolled: p.hasRoll, rollAt: p.rollAt, rollCost: p.rollCost})
@@ -484,6 +487,7 @@ func (e *engine) actLocked(now time.Time, deferred map[*cstate]bool) (plans []ki
 		}
 		if c.oomKillDisable {
 			c.paused, changed = true, true
+			oomNotifyLocked(c)
 			e.s.logf("memory: %s is over its limit (%d > %d bytes) and its OOM killer is disabled: its tasks are paused", c.path(), c.usage, c.limit)
 			return
 		}
@@ -495,6 +499,7 @@ func (e *engine) actLocked(now time.Time, deferred map[*cstate]bool) (plans []ki
 			}
 		}
 		plans = append(plans, pl)
+		oomNotifyLocked(c)
 		for x := c; x != nil; x = x.parent {
 			acting[x] = true
 		}
@@ -521,6 +526,13 @@ func (e *engine) actLocked(now time.Time, deferred map[*cstate]bool) (plans []ki
 		if c.limit != unlimited {
 			head := time.Duration(float64(max(0, c.limit-c.usage)) / designRate * float64(time.Second))
 			consider(min(max(head, fastPeriod), slowPeriod))
+		}
+		for _, ev := range c.events {
+			if ev.kind == thresholdEvent {
+				gap := ev.threshold - c.usage
+				head := time.Duration(float64(max(gap, -gap)) / designRate * float64(time.Second))
+				consider(min(max(head, fastPeriod), slowPeriod))
+			}
 		}
 	}
 	return plans, watch
