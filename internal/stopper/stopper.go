@@ -396,9 +396,11 @@ func (s *Stopper) loop() {
 	if !s.opts.NoRealtime {
 		// Resuming many tasks wakes them all; a thread at normal priority
 		// is preempted by each (FIELD-NOTES: thaw of 100 tasks 261 ms at
-		// nice 0). RESET_ON_FORK: threads the runtime starts from this one
-		// do not inherit the policy.
-		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1, Flags: unix.SCHED_FLAG_RESET_ON_FORK}
+		// nice 0). Priority 2, one above the daemon's other threads
+		// (internal/prio), so that a FUSE handler that asked for a batch
+		// does not hold it up. RESET_ON_FORK: threads the runtime starts
+		// from this one do not inherit the policy.
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 2, Flags: unix.SCHED_FLAG_RESET_ON_FORK}
 		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
 			s.opts.Logf("stopper: SCHED_FIFO: %v (resuming many tasks may be slow)", err)
 		}
