@@ -203,7 +203,7 @@ func (e *Engine) Reload() error {
 		e.o.Logf("rules: %s", w)
 	}
 	e.rules.Store(rs)
-	e.o.Logf("rules: %d lines from %s", rs.Len(), strings.Join(rs.Files, ", "))
+	e.o.Logf("rules: %d lines from %s", rs.Len(), orNone(strings.Join(rs.Files, ", ")))
 	return nil
 }
 
