@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -108,7 +109,10 @@ func StartDaemon(t testing.TB, args ...string) *Daemon {
 	d.Cmd = exec.Command(bin, append(base, args...)...)
 	d.Cmd.Stdout, d.Cmd.Stderr = logf, logf
 	d.Cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := d.Cmd.Start(); err != nil {
+	// If the test process dies without its cleanups (go test -timeout
+	// panics, or it is killed), the daemon is told to stop and unmounts
+	// everything it serves.
+	if err := StartOwned(d.Cmd, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	logf.Close()
@@ -206,4 +210,38 @@ func (d *Daemon) Sh(script string) (string, error) {
 	cmd.Env = d.Env()
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+var (
+	spawnOnce sync.Once
+	spawnReqs chan spawnReq
+)
+
+type spawnReq struct {
+	cmd *exec.Cmd
+	err chan error
+}
+
+// StartOwned starts cmd so that it gets sig when the test process dies,
+// however it dies (a go test -timeout panic skips every cleanup). The
+// kernel sends PR_SET_PDEATHSIG's signal when the parent *thread* exits, and
+// the Go runtime ends threads of its own accord, so every such process is
+// started from one thread kept for the life of the test process.
+func StartOwned(cmd *exec.Cmd, sig syscall.Signal) error {
+	spawnOnce.Do(func() {
+		spawnReqs = make(chan spawnReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked: this thread is the parent
+			for r := range spawnReqs {
+				r.err <- r.cmd.Start()
+			}
+		}()
+	})
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = sig
+	errc := make(chan error, 1)
+	spawnReqs <- spawnReq{cmd: cmd, err: errc}
+	return <-errc
 }
