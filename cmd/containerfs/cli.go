@@ -30,7 +30,8 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: false,
 	}
 	root.PersistentFlags().StringVar(&socketFlag, "socket", "", "control socket (default $CONTAINERFS_SOCKET or "+daemon.DefaultSocket+")")
-	root.AddCommand(serveCmd(), execCmd(), classifyCmd(), explainCmd(), snapshotCmd(), reloadCmd(), mountCmd(), umountCmd(), installCmd(), cgroupCmd(), lssubsysCmd(), statsCmd(), demoCmd())
+	root.AddCommand(serveCmd(), execCmd(), classifyCmd(), explainCmd(), snapshotCmd(), reloadCmd(), mountCmd(), umountCmd(), installCmd(), cgroupCmd(), lssubsysCmd(), statsCmd(), demoCmd(),
+		cgcreateCmd(), cgdeleteCmd(), cgsetCmd(), cggetCmd(), lscgroupCmd())
 	return root
 }
 

@@ -285,8 +285,34 @@ func (d *Daemon) Do(req Request) Reply {
 		return Reply{}
 	case "stats":
 		return Reply{Lines: d.track.stats()}
+	case "cgcreate", "cgdelete", "cgset", "cgget", "lscgroup":
+		out, err := d.cgtool(req)
+		if err != nil {
+			return replyErr(err)
+		}
+		return Reply{Lines: out}
 	}
 	return replyErr(fmt.Errorf("unknown request %q: %w", req.Op, syscall.EINVAL))
+}
+
+// cgtool serves libcgroup's group tools (internal/policy/tools.go).
+func (d *Daemon) cgtool(req Request) ([]string, error) {
+	spec, err := policy.ParseSpec(req.Groups)
+	if err != nil {
+		return nil, err
+	}
+	switch req.Op {
+	case "cgcreate":
+		return nil, policy.Create(d.Reg, spec)
+	case "cgdelete":
+		return nil, policy.Delete(d.Reg, spec, req.Recursive)
+	case "cgset":
+		return nil, policy.Set(d.Reg, req.Settings, req.Paths)
+	case "cgget":
+		return policy.Get(d.Reg, policy.GetOptions{Names: req.Names, Controllers: req.Controllers, Groups: spec,
+			Paths: req.Paths, NoHeaders: req.NoHeaders, ValuesOnly: req.ValuesOnly})
+	}
+	return policy.List(d.Reg, spec)
 }
 
 // place serves classify (cgclassify), exec (cgexec: pid 0 is the caller,

@@ -39,6 +39,16 @@ type Request struct {
 	Program string   `json:"program,omitempty"` // exec: the program the caller execs next
 	Sticky  string   `json:"sticky,omitempty"`  // "" (the process only), "tree" (--sticky), "none" (--cancel-unchanged)
 
+	// libcgroup's tools: cgcreate, cgdelete, cgset, cgget, lscgroup (Groups
+	// are their -g <controllers>:<path>).
+	Recursive   bool     `json:"recursive,omitempty"`   // cgdelete -r
+	Settings    []string `json:"settings,omitempty"`    // cgset -r name=value
+	Names       []string `json:"names,omitempty"`       // cgget -r name
+	Controllers []string `json:"controllers,omitempty"` // cgget -g controller
+	Paths       []string `json:"paths,omitempty"`       // cgset, cgget: the groups
+	NoHeaders   bool     `json:"no_headers,omitempty"`  // cgget -n
+	ValuesOnly  bool     `json:"values_only,omitempty"` // cgget -v
+
 	peer int // the caller's PID, from SO_PEERCRED; never sent
 }
 
