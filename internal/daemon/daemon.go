@@ -222,6 +222,12 @@ func (d *Daemon) handle(conn *net.UnixConn) {
 		return
 	}
 	req.peer = int(cred.Pid)
+	switch req.Op {
+	case "snapshot", "lscgroup", "cgget":
+		// Walks of the whole model, as long as it is big: not real-time.
+		// The thread ends with this goroutine.
+		prio.Background()
+	}
 	enc.Encode(d.Do(req))
 }
 

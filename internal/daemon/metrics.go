@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/prio"
 	"github.com/containerfs/containerfs/internal/stopper"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -227,7 +228,13 @@ func (d *Daemon) ServeMetrics(addr string) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: logger{d.cfg.Logf}}))
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: logger{d.cfg.Logf}})
+	mux.Handle("/metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A scrape reads every container's files: not real-time. The
+		// connection's goroutine keeps this thread until it ends.
+		prio.Background()
+		h.ServeHTTP(w, r)
+	}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	d.mu.Lock()
 	d.metrics = srv

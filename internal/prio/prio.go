@@ -16,9 +16,10 @@
 // at start-up covers those to come.
 //
 // Bulk work is not real-time: the samplers that read /proc for many tasks
-// (cpu, cpuacct, memory, cpuset) call Background at the start of their
-// goroutine, which locks it to its own thread and runs that thread at
-// SCHED_OTHER, nice -10. Processes the daemon starts (release agents) are
+// (cpu, cpuacct, memory, cpuset), and the requests that walk the whole
+// model (a metrics scrape; snapshot, lscgroup and cgget on the control
+// socket), call Background first, which locks their goroutine to its own
+// thread and runs that thread at SCHED_OTHER, nice -10. Processes the daemon starts (release agents) are
 // started from a thread that Ordinary has put back to SCHED_OTHER, nice 0,
 // so they inherit nothing of the daemon's.
 //
