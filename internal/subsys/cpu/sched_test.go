@@ -308,3 +308,94 @@ func BenchmarkTick100(b *testing.B) {
 		s.Tick(now)
 	}
 }
+
+// spread is how far apart the tasks' CPU times are: (max-min)/mean, in %.
+func spread(ts ...*simTask) float64 {
+	lo, hi, sum := ts[0].run, ts[0].run, int64(0)
+	for _, st := range ts {
+		lo, hi, sum = min(lo, st.run), max(hi, st.run), sum+st.run
+	}
+	return 100 * float64(hi-lo) * float64(len(ts)) / float64(sum)
+}
+
+func TestPartialHolds(t *testing.T) {
+	tests := []struct {
+		name             string
+		ncpu             int
+		sharesA, sharesB uint64
+		tasksA, tasksB   int
+		sessions         bool // every task in its own session
+		pinA             []int
+		want             float64 // a's share of both groups' CPU time
+		partial          bool    // whether partial holds are expected
+		noHolds          bool
+	}{
+		// The kernel gives each group one CPU: 50/50 (75/25 without
+		// groups, in one session).
+		{name: "3 vs 1", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 3, tasksB: 1, want: 50, partial: true},
+		{name: "3 vs 1 sessions", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 3, tasksB: 1, sessions: true, want: 50, partial: true},
+		{name: "1 vs 3", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 1, tasksB: 3, want: 50, partial: true},
+		// a is entitled to 4/3 of a CPU: it alternates between one
+		// running task and three.
+		{name: "3 vs 1 at 2:1", ncpu: 2, sharesA: 2048, sharesB: 1024, tasksA: 3, tasksB: 1, want: 66.67, partial: true},
+		// b is entitled to 4/3 of a CPU but has one task: a gets the
+		// other CPU.
+		{name: "3 vs 1 at 1:2", ncpu: 2, sharesA: 1024, sharesB: 2048, tasksA: 3, tasksB: 1, want: 50, partial: true},
+		{name: "2 vs 2", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 2, tasksB: 2, want: 50},
+		{name: "1 vs 1", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 1, tasksB: 1, want: 50, noHolds: true},
+		{name: "1 vs 1 at 9:1", ncpu: 2, sharesA: 9216, sharesB: 1024, tasksA: 1, tasksB: 1, want: 50, noHolds: true},
+		{name: "3 vs 1 on 4 CPUs", ncpu: 4, sharesA: 1024, sharesB: 1024, tasksA: 3, tasksB: 1, want: 75, noHolds: true},
+		// Entitled to 2 CPUs each, b can use 1: a runs 3 of its 5.
+		{name: "5 vs 1 on 4 CPUs", ncpu: 4, sharesA: 1024, sharesB: 1024, tasksA: 5, tasksB: 1, want: 75, partial: true},
+		{name: "6 vs 2 on 4 CPUs", ncpu: 4, sharesA: 1024, sharesB: 1024, tasksA: 6, tasksB: 2, want: 50, partial: true},
+		// One of a's tasks pinned: no partial hold (the kernel might put
+		// the tasks let run on the same CPU): 75/25 as before.
+		{name: "3 vs 1, one of a's pinned", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 3, tasksB: 1, pinA: []int{0}, want: 75},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newSim(t, tc.ncpu)
+			a := m.s.NewGroup(m.s.Root(), "a")
+			b := m.s.NewGroup(m.s.Root(), "b")
+			a.SetShares(tc.sharesA)
+			b.SetShares(tc.sharesB)
+			var ta, tb []*simTask
+			sess := 0
+			for i := 0; i < tc.tasksA; i++ {
+				if tc.sessions {
+					sess++
+				}
+				if i == 0 && tc.pinA != nil {
+					ta = append(ta, m.task(a, sess, tc.pinA...))
+				} else {
+					ta = append(ta, m.task(a, sess))
+				}
+			}
+			for i := 0; i < tc.tasksB; i++ {
+				if tc.sessions {
+					sess++
+				}
+				tb = append(tb, m.task(b, sess))
+			}
+			m.run(20e9)
+			near(t, "a's share", pct(usage(ta...), usage(tb...)), tc.want, 1)
+			total := usage(ta...) + usage(tb...)
+			near(t, "CPUs used", 100*float64(total)/float64(m.now)/float64(min(tc.ncpu, tc.tasksA+tc.tasksB)), 100, 1)
+			if tc.pinA == nil {
+				if sp := spread(ta...); sp > 2 {
+					t.Errorf("spread among a's tasks: got %.2f%%, want at most 2%%", sp)
+				}
+				if sp := spread(tb...); sp > 2 {
+					t.Errorf("spread among b's tasks: got %.2f%%, want at most 2%%", sp)
+				}
+			}
+			if got := m.limited > 0; got != tc.partial {
+				t.Errorf("partial holds: got %v (%d ticks), want %v", got, m.limited, tc.partial)
+			}
+			if tc.noHolds && m.holds != 0 {
+				t.Errorf("holds: got %d, want 0", m.holds)
+			}
+			t.Logf("%v: a %.2f%%, spread among a's tasks %.2f%%", m, pct(usage(ta...), usage(tb...)), spread(ta...))
+		})
+	}
+}
