@@ -215,11 +215,18 @@ type Group struct {
 	// free CPU-bound tasks, the union of its tasks' masks, and the sum of
 	// its tasks' runnable fractions.
 	u, w     int64
-	runBound []Mask
-	allBound []Mask // runBound and the CPU-bound tasks held
+	runBound []bound
+	allBound []bound // runBound and the CPU-bound tasks held
 	mask     Mask
 	busy     float64
 	ntasks   int
+}
+
+// bound is a CPU-bound task as the decisions count it: its CPUs and its
+// runnable fraction.
+type bound struct {
+	mask Mask
+	busy float64
 }
 
 // Stat is a group's cpu.stat.
@@ -445,10 +452,10 @@ func (s *Sched) aggregate(g *Group, dt int64, decay float64) {
 		}
 		own.mask = own.mask.or(m)
 		if t.bound && !t.Held {
-			own.runBound = append(own.runBound, m)
+			own.runBound = append(own.runBound, bound{m, t.busy()})
 		}
 		if t.bound {
-			own.allBound = append(own.allBound, m)
+			own.allBound = append(own.allBound, bound{m, t.busy()})
 		}
 	}
 	if own != g {
@@ -841,16 +848,17 @@ const (
 // on the CPUs left free).
 func runLimit(c *Group, behind []*Group, which boundSet) int {
 	cpus := c.mask
-	n := 0
+	n, demand := 0, 0.0
 	for _, o := range behind {
 		list := o.runBound
 		if which == boundAny {
 			list = o.allBound
 		}
-		for _, m := range list {
-			if m.intersects(c.mask) {
+		for _, b := range list {
+			if b.mask.intersects(c.mask) {
 				n++
-				cpus = cpus.or(m)
+				cpus = cpus.or(b.mask)
+				demand += min(1, b.busy)
 			}
 		}
 	}
@@ -861,13 +869,24 @@ func runLimit(c *Group, behind []*Group, which boundSet) int {
 	if free <= 0 {
 		return 0
 	}
+	if float64(n)-demand >= partialIdle {
+		// Those behind are CPU-bound only part of the time: limited to
+		// free tasks, c would leave that much of a CPU idle. Round up.
+		free++
+	}
 	if len(c.children) > 0 || free >= min(len(c.allBound), c.mask.Count()) {
 		return -1
 	}
-	for _, m := range c.allBound {
-		if m.and(c.mask) != c.mask {
+	for _, b := range c.allBound {
+		if b.mask.and(c.mask) != c.mask {
 			return -1
 		}
 	}
 	return free
 }
+
+// partialIdle is how much of a CPU, on the runnable fractions of the
+// CPU-bound tasks behind, a partial hold may leave idle. Past it the
+// limit is rounded up: a CPU idle a third of the time or more costs more
+// than the share it gives those behind.
+const partialIdle = 0.3

@@ -326,9 +326,11 @@ func TestPartialHolds(t *testing.T) {
 		tasksA, tasksB   int
 		sessions         bool // every task in its own session
 		pinA             []int
+		dutyB            int64   // % of the time b's tasks are runnable; 0: always
 		want             float64 // a's share of both groups' CPU time
 		partial          bool    // whether partial holds are expected
 		noHolds          bool
+		used             float64 // % of the CPUs used; 0: 100
 	}{
 		// The kernel gives each group one CPU: 50/50 (75/25 without
 		// groups, in one session).
@@ -348,9 +350,18 @@ func TestPartialHolds(t *testing.T) {
 		// Entitled to 2 CPUs each, b can use 1: a runs 3 of its 5.
 		{name: "5 vs 1 on 4 CPUs", ncpu: 4, sharesA: 1024, sharesB: 1024, tasksA: 5, tasksB: 1, want: 75, partial: true},
 		{name: "6 vs 2 on 4 CPUs", ncpu: 4, sharesA: 1024, sharesB: 1024, tasksA: 6, tasksB: 2, want: 50, partial: true},
+		{name: "2 vs 1", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 2, tasksB: 1, want: 50, partial: true},
 		// One of a's tasks pinned: no partial hold (the kernel might put
 		// the tasks let run on the same CPU): 75/25 as before.
 		{name: "3 vs 1, one of a's pinned", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 3, tasksB: 1, pinA: []int{0}, want: 75},
+		// b runnable 80% of the time: limited to one task, a leaves 0.2
+		// of a CPU idle (the kernel would give it to a: 60/40); b gets
+		// what it wants.
+		{name: "3 vs 1 busy 80%", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 3, tasksB: 1, dutyB: 80, want: 100 / 1.8, partial: true, used: 90},
+		// Runnable 60% of the time: a partial hold would leave 0.4 of a
+		// CPU idle; none is made, and b gets what the kernel's per-task
+		// fairness gives it.
+		{name: "3 vs 1 busy 60%", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 3, tasksB: 1, dutyB: 60, want: 85, noHolds: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -375,13 +386,23 @@ func TestPartialHolds(t *testing.T) {
 				if tc.sessions {
 					sess++
 				}
-				tb = append(tb, m.task(b, sess))
+				st := m.task(b, sess)
+				if tc.dutyB > 0 {
+					st.on, st.off = tc.dutyB*0.5e6, (100-tc.dutyB)*0.5e6
+				}
+				tb = append(tb, st)
 			}
 			m.run(20e9)
 			near(t, "a's share", pct(usage(ta...), usage(tb...)), tc.want, 1)
 			total := usage(ta...) + usage(tb...)
-			near(t, "CPUs used", 100*float64(total)/float64(m.now)/float64(min(tc.ncpu, tc.tasksA+tc.tasksB)), 100, 1)
-			if tc.pinA == nil {
+			used := tc.used
+			if used == 0 {
+				used = 100
+			}
+			near(t, "CPUs used", 100*float64(total)/float64(m.now)/float64(min(tc.ncpu, tc.tasksA+tc.tasksB)), used, 1)
+			if tc.partial {
+				// (Without holds, how the simulated load balancer places
+				// the tasks decides the spread.)
 				if sp := spread(ta...); sp > 2 {
 					t.Errorf("spread among a's tasks: got %.2f%%, want at most 2%%", sp)
 				}
