@@ -420,3 +420,56 @@ func TestPartialHolds(t *testing.T) {
 		})
 	}
 }
+
+func TestRunLimit(t *testing.T) {
+	all2, all4 := MaskOf(0, 1), MaskOf(0, 1, 2, 3)
+	tasks := func(m Mask, busy float64, n int) []bound {
+		var bs []bound
+		for i := 0; i < n; i++ {
+			bs = append(bs, bound{m, busy})
+		}
+		return bs
+	}
+	group := func(mask Mask, bs ...[]bound) *Group {
+		g := &Group{mask: mask}
+		for _, b := range bs {
+			g.allBound = append(g.allBound, b...)
+		}
+		g.runBound = g.allBound
+		return g
+	}
+	tests := []struct {
+		name   string
+		c      *Group
+		behind []*Group
+		want   int
+	}{
+		{"nobody behind", group(all2, tasks(all2, 1, 3)), nil, -1},
+		{"3 vs 1 on 2 CPUs", group(all2, tasks(all2, 1, 3)), []*Group{group(all2, tasks(all2, 1, 1))}, 1},
+		{"3 vs 2 on 2 CPUs: held whole", group(all2, tasks(all2, 1, 3)), []*Group{group(all2, tasks(all2, 1, 2))}, 0},
+		{"1 vs 1 on 2 CPUs", group(all2, tasks(all2, 1, 1)), []*Group{group(all2, tasks(all2, 1, 1))}, -1},
+		{"2 vs 1 on 2 CPUs", group(all2, tasks(all2, 1, 2)), []*Group{group(all2, tasks(all2, 1, 1))}, 1},
+		{"5 vs 1 on 4 CPUs", group(all4, tasks(all4, 1, 5)), []*Group{group(all4, tasks(all4, 1, 1))}, 3},
+		{"3 vs 1 on 4 CPUs", group(all4, tasks(all4, 1, 3)), []*Group{group(all4, tasks(all4, 1, 1))}, -1},
+		{"behind in two groups", group(all4, tasks(all4, 1, 5)), []*Group{group(all4, tasks(all4, 1, 1)), group(all4, tasks(all4, 1, 1))}, 2},
+		{"behind runnable 80%", group(all2, tasks(all2, 1, 3)), []*Group{group(all2, tasks(all2, 0.8, 1))}, 1},
+		{"behind runnable 60%: rounded up", group(all2, tasks(all2, 1, 3)), []*Group{group(all2, tasks(all2, 0.6, 1))}, -1},
+		{"one of c's tasks pinned", group(all2, tasks(all2, 1, 2), tasks(MaskOf(0), 1, 1)), []*Group{group(all2, tasks(all2, 1, 1))}, -1},
+		{"behind pinned", group(all2, tasks(all2, 1, 3)), []*Group{group(MaskOf(1), tasks(MaskOf(1), 1, 1))}, 1},
+		{"behind elsewhere", group(MaskOf(0, 1), tasks(MaskOf(0, 1), 1, 3)), []*Group{group(MaskOf(2, 3), tasks(MaskOf(2, 3), 1, 1))}, -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := runLimit(tc.c, tc.behind, boundRunning); got != tc.want {
+				t.Errorf("got %d, want %d", got, tc.want)
+			}
+		})
+	}
+	t.Run("c has child groups", func(t *testing.T) {
+		c := group(all2, tasks(all2, 1, 3))
+		c.children = []*Group{{}}
+		if got := runLimit(c, []*Group{group(all2, tasks(all2, 1, 1))}, boundRunning); got != -1 {
+			t.Errorf("got %d, want -1", got)
+		}
+	})
+}
