@@ -473,3 +473,21 @@ func TestRunLimit(t *testing.T) {
 		}
 	})
 }
+
+func TestNoPartialHoldAboveChildren(t *testing.T) {
+	// A group with child groups is not held partially (docs/deviations.md):
+	// Guests{a: 3 tasks} beside System{1 task} on 2 CPUs is left to the
+	// kernel's per-task fairness, as before partial holds.
+	m := newSim(t, 2)
+	guests := m.s.NewGroup(m.s.Root(), "guests")
+	system := m.s.NewGroup(m.s.Root(), "system")
+	a := m.s.NewGroup(guests, "a")
+	ta := []*simTask{m.task(a, 0), m.task(a, 0), m.task(a, 0)}
+	ts := m.task(system, 0)
+	m.run(10e9)
+	near(t, "guests", pct(usage(ta...), usage(ts)), 75, 1)
+	if m.limited != 0 {
+		t.Errorf("ticks with a partial hold: got %d, want 0", m.limited)
+	}
+	t.Log(m)
+}
