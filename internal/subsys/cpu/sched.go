@@ -36,9 +36,12 @@ import (
 // being swapped out once it is Slack ahead of a held one. So the group's
 // tasks stay fair among themselves, and its virtual time against its
 // siblings' settles the rest (a 2:1 group alternates between its limit and
-// running whole). Partial holds are made only in groups without child
-// groups whose CPU-bound tasks may each run on every CPU the group's tasks
-// may use: which tasks to let run is then of no matter to where they go.
+// running whole). A group with child groups shares its limit among them
+// (allot): each running task goes to the child with the smallest virtual
+// time, so that they follow their shares within it. Partial holds are
+// made only in groups whose CPU-bound tasks may each run on every CPU the
+// group's tasks may use: which tasks to let run is then of no matter to
+// where they go.
 //
 // Quotas are enforced per period, as CFS bandwidth control does: a group
 // whose subtree used its quota in the current period is held until the
@@ -201,6 +204,9 @@ type Group struct {
 	// limit, when above 0, is how many of the group's CPU-bound tasks may
 	// run (a partial hold); 0 is no limit. Never with heldShares.
 	limit int
+	// slots is how many of its parent's limit it got (allot), when the
+	// parent is limited.
+	slots int
 
 	// Bandwidth state.
 	periodStart int64
@@ -397,7 +403,7 @@ func (s *Sched) Tick(now int64) int64 {
 			}
 		}
 	})
-	s.decide(s.root, false, dt, &changed, &next)
+	s.decide(s.root, false, -1, dt, &changed, &next)
 	if n == 0 {
 		return -1
 	}
@@ -553,33 +559,116 @@ func (s *Sched) bandwidth(g *Group, now, dt int64) (changed bool, next int64) {
 
 // decide makes the share decisions among g's children (and g's own
 // tasks), then below them, and sets every group's held flag.
-func (s *Sched) decide(g *Group, parentHeld bool, dt int64, changed *bool, next *int64) {
+func (s *Sched) decide(g *Group, parentHeld bool, limit int, dt int64, changed *bool, next *int64) {
 	wasHeld := g.held
 	g.held = parentHeld || g.heldShares || g.throttled
 	if g.held != wasHeld {
 		*changed = true
 	}
+	// limit (-1: none) is how many CPU-bound tasks g's subtree may run:
+	// its own partial hold, or its part of its parent's.
+	if g.limit > 0 && (limit < 0 || g.limit < limit) {
+		limit = g.limit
+	}
+	if g.held {
+		limit = -1
+	}
 	sib := g.children
 	if g.own != nil && len(g.children) > 0 && len(g.tasks) > 0 {
 		sib = append(slices.Clone(g.children), g.own)
 	}
+	allotted := false
 	if len(sib) > 0 {
 		// The children's CPU time counts even in the tick that holds g:
-		// it was used before the hold.
-		s.shares(sib, dt, !g.held, changed, next)
+		// it was used before the hold. Under a limit, the children share
+		// its tasks instead of holding each other.
+		s.shares(sib, dt, !g.held && limit < 0, changed, next)
+		if limit >= 0 {
+			s.allot(sib, limit, changed, next)
+			allotted = true
+		}
 	}
 	// The group that stands for g's own tasks among their siblings.
-	lg, held := g, g.held
+	held, own := g.held, limit
 	if g.own != nil && len(g.children) > 0 {
-		lg, held = g.own, held || g.own.heldShares
+		held = held || g.own.heldShares
+		switch {
+		case allotted:
+			own = g.own.slots
+		case g.own.limit > 0:
+			own = g.own.limit
+		default:
+			own = -1
+		}
 	}
-	limit := lg.limit
-	if len(lg.children) > 0 {
-		limit = 0
-	}
-	s.place(g.tasks, held, limit, next)
+	s.place(g.tasks, held, own, next)
 	for _, c := range g.children {
-		s.decide(c, g.held, dt, changed, next)
+		l := -1
+		if allotted {
+			l = c.slots
+		}
+		s.decide(c, g.held, l, dt, changed, next)
+	}
+}
+
+// allot shares a limit of limit running CPU-bound tasks among siblings:
+// one at a time, each to the eligible sibling with the smallest virtual
+// time counting the tasks it already got (Slack per task, weighted by its
+// shares) and that has a CPU-bound task left; a sibling that had some
+// counts Slack less, so that they are not swapped at every tick. Their own
+// holds give way to it.
+func (s *Sched) allot(sib []*Group, limit int, changed *bool, next *int64) {
+	had := make([]bool, len(sib))
+	for i, c := range sib {
+		had[i] = c.slots > 0
+		c.slots = 0
+		if c.heldShares || c.limit > 0 {
+			c.heldShares, c.limit = false, 0
+			*changed = true
+		}
+	}
+	key := func(i int) float64 {
+		c := sib[i]
+		k := c.v + float64(c.slots)*s.slack*DefaultShares/float64(max(c.shares, 1))
+		if had[i] {
+			k -= s.slack
+		}
+		return k
+	}
+	for n := 0; n < limit; n++ {
+		best := -1
+		for i, c := range sib {
+			if !c.eligible || c.slots >= min(len(c.allBound), c.mask.Count()) {
+				continue
+			}
+			if best < 0 || key(i) < key(best) {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		sib[best].slots++
+	}
+	// Like a swap of tasks within a group, passing tasks between siblings
+	// changes no rate above them: no probe.
+	//
+	// Tick when a sibling running tasks will be Slack ahead of one that
+	// waits for them (its virtual time grows by its tasks' CPU time).
+	lo := math.Inf(1)
+	for _, l := range sib {
+		if l.slots == 0 && l.eligible && len(l.allBound) > 0 {
+			lo = min(lo, l.v)
+		}
+	}
+	if math.IsInf(lo, 1) {
+		return
+	}
+	for _, h := range sib {
+		if h.slots > 0 {
+			rate := float64(h.slots) * DefaultShares / float64(max(h.shares, 1))
+			*next = min(*next, max(1, int64((lo+s.slack-h.v)/rate)))
+		}
 	}
 }
 
@@ -606,7 +695,7 @@ func (s *Sched) place(tasks []*Task, held bool, limit int, next *int64) {
 			}
 		}
 	}
-	if held || limit <= 0 {
+	if held || limit < 0 {
 		for _, t := range tasks {
 			t.Held = held
 		}
@@ -874,7 +963,7 @@ func runLimit(c *Group, behind []*Group, which boundSet) int {
 		// free tasks, c would leave that much of a CPU idle. Round up.
 		free++
 	}
-	if len(c.children) > 0 || free >= min(len(c.allBound), c.mask.Count()) {
+	if free >= min(len(c.allBound), c.mask.Count()) {
 		return -1
 	}
 	for _, b := range c.allBound {

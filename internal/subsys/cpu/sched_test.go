@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -465,29 +466,69 @@ func TestRunLimit(t *testing.T) {
 			}
 		})
 	}
-	t.Run("c has child groups", func(t *testing.T) {
-		c := group(all2, tasks(all2, 1, 3))
-		c.children = []*Group{{}}
-		if got := runLimit(c, []*Group{group(all2, tasks(all2, 1, 1))}, boundRunning); got != -1 {
-			t.Errorf("got %d, want -1", got)
-		}
-	})
 }
 
-func TestNoPartialHoldAboveChildren(t *testing.T) {
-	// A group with child groups is not held partially (docs/deviations.md):
-	// Guests{a: 3 tasks} beside System{1 task} on 2 CPUs is left to the
-	// kernel's per-task fairness, as before partial holds.
-	m := newSim(t, 2)
-	guests := m.s.NewGroup(m.s.Root(), "guests")
-	system := m.s.NewGroup(m.s.Root(), "system")
-	a := m.s.NewGroup(guests, "a")
-	ta := []*simTask{m.task(a, 0), m.task(a, 0), m.task(a, 0)}
-	ts := m.task(system, 0)
-	m.run(10e9)
-	near(t, "guests", pct(usage(ta...), usage(ts)), 75, 1)
-	if m.limited != 0 {
-		t.Errorf("ticks with a partial hold: got %d, want 0", m.limited)
+func TestPartialHoldsNested(t *testing.T) {
+	// A group with child groups held partially shares its limit among
+	// them by their shares; the kernel gives each top-level group one CPU.
+	tests := []struct {
+		name   string
+		guests []int  // tasks of each child of guests
+		own    int    // tasks directly in guests
+		shareA uint64 // the first child's shares; 0: 1024
+		system int
+		want   []float64 // each child's share (then the own tasks', then system's), %
+	}{
+		{"guests{a: 3} vs system{1}", []int{3}, 0, 0, 1, []float64{50, 50}},
+		{"guests{a: 2, b: 1} vs system{1}", []int{2, 1}, 0, 0, 1, []float64{25, 25, 50}},
+		{"guests{a: 2, b: 2} vs system{1}", []int{2, 2}, 0, 0, 1, []float64{25, 25, 50}},
+		{"guests{a: 1, b: 1} vs system{1}", []int{1, 1}, 0, 0, 1, []float64{25, 25, 50}},
+		// Each own task weighs 1024 beside the children.
+		{"guests{a: 2, own: 1} vs system{1}", []int{2}, 1, 0, 1, []float64{25, 25, 50}},
+		{"guests{a at 3072: 2, b: 1} vs system{1}", []int{2, 1}, 0, 3072, 1, []float64{37.5, 12.5, 50}},
 	}
-	t.Log(m)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newSim(t, 2)
+			guests := m.s.NewGroup(m.s.Root(), "guests")
+			system := m.s.NewGroup(m.s.Root(), "system")
+			var sets [][]*simTask
+			for i, n := range tc.guests {
+				c := m.s.NewGroup(guests, fmt.Sprintf("c%d", i))
+				if i == 0 && tc.shareA > 0 {
+					c.SetShares(tc.shareA)
+				}
+				var ts []*simTask
+				for j := 0; j < n; j++ {
+					ts = append(ts, m.task(c, 0))
+				}
+				sets = append(sets, ts)
+			}
+			if tc.own > 0 {
+				var ts []*simTask
+				for j := 0; j < tc.own; j++ {
+					ts = append(ts, m.task(guests, 0))
+				}
+				sets = append(sets, ts)
+			}
+			var ys []*simTask
+			for j := 0; j < tc.system; j++ {
+				ys = append(ys, m.task(system, 0))
+			}
+			sets = append(sets, ys)
+			m.run(20e9)
+			var total int64
+			for _, ts := range sets {
+				total += usage(ts...)
+			}
+			near(t, "CPUs used", 100*float64(total)/float64(m.now)/2, 100, 1)
+			for i, ts := range sets {
+				near(t, fmt.Sprintf("set %d", i), 100*float64(usage(ts...))/float64(total), tc.want[i], 1.5)
+				if sp := spread(ts...); sp > 3 {
+					t.Errorf("spread among set %d's tasks: got %.2f%%, want at most 3%%", i, sp)
+				}
+			}
+			t.Log(m)
+		})
+	}
 }
