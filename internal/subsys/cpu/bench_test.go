@@ -304,7 +304,8 @@ func TestBenchShares(t *testing.T) {
 // TestBenchPartial is the case partial holds are for: on both CPUs,
 // unpinned, 3 busy loops beside 1 at equal shares, all in one session.
 // Without groups the kernel's per-task fairness gives 75/25; its group
-// scheduling gives each group one CPU.
+// scheduling gives each group one CPU. Then the same with the 3 in a child
+// of the group, and split between two children.
 func TestBenchPartial(t *testing.T) {
 	runScenarios(t, []scenario{
 		{
@@ -315,6 +316,29 @@ func TestBenchPartial(t *testing.T) {
 				a := s.mkdir(t, "three")
 				b := s.mkdir(t, "one")
 				return []string{"three", "one"}, [][]*proc{busyIn(t, a, 3, false), busyIn(t, b, 1, false)}
+			},
+		},
+		{
+			name:   "Guests{a: 3 tasks}/System{1}, 2 CPUs unpinned",
+			target: "50/50",
+			spread: true,
+			setup: func(t *testing.T, s *side) ([]string, [][]*proc) {
+				s.mkdir(t, "guests")
+				a := s.mkdir(t, "guests/a")
+				y := s.mkdir(t, "system")
+				return []string{"guests", "system"}, [][]*proc{busyIn(t, a, 3, false), busyIn(t, y, 1, false)}
+			},
+		},
+		{
+			name:   "Guests{a: 2 tasks, b: 1}/System{1}, 2 CPUs unpinned",
+			target: "25/25/50",
+			spread: true,
+			setup: func(t *testing.T, s *side) ([]string, [][]*proc) {
+				s.mkdir(t, "guests")
+				a := s.mkdir(t, "guests/a")
+				b := s.mkdir(t, "guests/b")
+				y := s.mkdir(t, "system")
+				return []string{"guest-a", "guest-b", "system"}, [][]*proc{busyIn(t, a, 2, false), busyIn(t, b, 1, false), busyIn(t, y, 1, false)}
 			},
 		},
 	})
@@ -522,4 +546,64 @@ func TestBenchEnforcerCPU(t *testing.T) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("\n%d runs of %v each, load average at the end: %s\n| scenario | containerfs | target |\n|---|---|---|\n%s",
 		runs, secs, strings.TrimSpace(string(load)), strings.Join(rows, "\n"))
+}
+
+// TestBenchEnforcerCPUPartial is TestBenchEnforcerCPU for partial holds: 3
+// busy loops beside 1, equal shares, unpinned on every CPU, so that the
+// group of 3 runs one task at a time, rotated.
+func TestBenchEnforcerCPUPartial(t *testing.T) {
+	benchEnabled(t)
+	secs := time.Duration(envInt("CONTAINERFS_BENCH_SECONDS", 5)) * time.Second
+	runs := envInt("CONTAINERFS_BENCH_RUNS", 3)
+	var cpu, shares []float64
+	for r := 0; r < runs; r++ {
+		t.Run(fmt.Sprint(r), func(t *testing.T) {
+			sp := stopper.New(stopper.Options{Logf: t.Logf})
+			defer sp.Close()
+			e := newEnforcer(DefaultConfig, sp, t.Logf)
+			e.start()
+			defer e.close()
+			a := e.newGroup(e.sched.Root(), "three")
+			b := e.newGroup(e.sched.Root(), "one")
+			parent := spawn(t, "for i in 1 2 3 4; do sh -c '"+busyLoop+"' & done; wait", true)
+			killChildrenAtEnd(t, parent)
+			var kids []int
+			if !eventually(30*time.Second, func() bool { kids = childrenOf(parent.pid); return len(kids) == 4 }) {
+				t.Fatalf("got %d busy loops, want 4", len(kids))
+			}
+			var as, bs []*proc
+			for i, k := range kids {
+				start, err := startTime(k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i < 3 {
+					e.addTask(k, start, a, false)
+					as = append(as, &proc{pid: k})
+				} else {
+					e.addTask(k, start, b, false)
+					bs = append(bs, &proc{pid: k})
+				}
+			}
+			time.Sleep(time.Second)
+			st0 := e.Stats()
+			var ru0, ru1 syscall.Rusage
+			syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+			w0 := time.Now()
+			got := measure(t, secs, [][]*proc{as, bs}, false)
+			syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+			used := time.Duration(syscall.TimevalToNsec(ru1.Utime) + syscall.TimevalToNsec(ru1.Stime) -
+				syscall.TimevalToNsec(ru0.Utime) - syscall.TimevalToNsec(ru0.Stime))
+			el := time.Since(w0)
+			pct := 100 * used.Seconds() / el.Seconds()
+			cpu = append(cpu, pct)
+			shares = append(shares, got[0])
+			st := e.Stats()
+			t.Logf("enforcer+stopper CPU %.2f%% of a core; the 3: %.1f%%; %.0f ticks/s, %.0f stops/s", pct, got[0],
+				float64(st.Ticks-st0.Ticks)/el.Seconds(), float64(st.Stops-st0.Stops)/el.Seconds())
+		})
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("\n%d runs of %v each, load average at the end: %s\n| cpu subsystem alone (enforcer + stopper), 3 vs 1 unpinned, %% of a core | %s |\n| the 3's share, %% | %s |",
+		runs, secs, strings.TrimSpace(string(load)), stats(cpu), stats(shares))
 }
