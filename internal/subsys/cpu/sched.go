@@ -33,7 +33,7 @@ import (
 // behind leave free (its limit); the rest of its CPU-bound tasks are held,
 // and which ones rotates: a group keeps for each task the CPU time it used
 // (its vrun), and runs the limit's worth with the least, a running task
-// being swapped out once it is Slack ahead of a held one. So the group's
+// being swapped out once it is 2×Slack ahead of a held one. So the group's
 // tasks stay fair among themselves, and its virtual time against its
 // siblings' settles the rest (a 2:1 group alternates between its limit and
 // running whole). A group with child groups shares its limit among them
@@ -675,9 +675,11 @@ func (s *Sched) allot(sib []*Group, limit int, changed *bool, next *int64) {
 // place decides which of a group's own tasks are held: all of them if the
 // group is held; with a limit (a partial hold), all its CPU-bound tasks but
 // the limit's worth that used the least CPU time, a running task counting
-// Slack less so that tasks are not swapped at every tick.
+// 2×Slack less so that tasks are not swapped at every tick (each swap is a
+// stop and a resume: 2×Slack halved their rate, and the enforcer's CPU
+// time from 2.2 to 1.6% of a core for 3 tasks vs 1 on 2 CPUs).
 func (s *Sched) place(tasks []*Task, held bool, limit int, next *int64) {
-	q := s.slack
+	q := 2 * s.slack // see above
 	// No credit saved up while asleep: a task that is not CPU-bound stays
 	// within Slack of the running CPU-bound task that used the least, as
 	// CFS places a waking task near its queue's min_vruntime. (Tasks held
@@ -735,7 +737,7 @@ func (s *Sched) place(tasks []*Task, held bool, limit int, next *int64) {
 		c.t.Held = i >= limit
 	}
 	if len(cands) > limit {
-		// Tick when a running task will be Slack ahead of the held task
+		// Tick when a running task will be q ahead of the held task
 		// that used the least (a running task uses at most its wall time).
 		first := cands[limit].t.vrun
 		for _, c := range cands[:limit] {
