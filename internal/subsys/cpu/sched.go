@@ -681,7 +681,7 @@ func (s *Sched) allot(sib []*Group, limit int, changed *bool, next *int64) {
 func (s *Sched) place(tasks []*Task, held bool, limit int, next *int64) {
 	q := 2 * s.slack // see above
 	// No credit saved up while asleep: a task that is not CPU-bound stays
-	// within Slack of the running CPU-bound task that used the least, as
+	// within q of the running CPU-bound task that used the least, as
 	// CFS places a waking task near its queue's min_vruntime. (Tasks held
 	// here keep what they are owed.)
 	lo := math.Inf(1)
