@@ -119,22 +119,48 @@ type scenario struct {
 	// wall time instead of a share of the sets' total.
 	wall   bool
 	target string
+	// spread adds, for each set, a row with how far apart its tasks' CPU
+	// times are: (max-min)/mean, in %.
+	spread bool
 }
 
 func measure(t *testing.T, d time.Duration, sets [][]*proc, wall bool) []float64 {
+	got, _ := measureTasks(t, d, sets, wall)
+	return got
+}
+
+// measureTasks is measure, and the spread among each set's tasks:
+// (max-min)/mean of their CPU times, in %.
+func measureTasks(t *testing.T, d time.Duration, sets [][]*proc, wall bool) (got, spread []float64) {
 	t.Helper()
 	time.Sleep(time.Second) // warm up: let both schedulers settle
-	c0 := make([]int64, len(sets))
+	c0 := make([][]int64, len(sets))
 	for i, ps := range sets {
-		c0[i] = cpuTimes(t, ps...)
+		for _, p := range ps {
+			c0[i] = append(c0[i], cpuTime(t, p.pid))
+		}
 	}
 	w0 := time.Now()
 	time.Sleep(d)
 	elapsed := time.Since(w0)
-	got := make([]float64, len(sets))
+	got = make([]float64, len(sets))
+	spread = make([]float64, len(sets))
 	var total int64
 	for i, ps := range sets {
-		c := cpuTimes(t, ps...) - c0[i]
+		var c, lo, hi int64
+		for j, p := range ps {
+			cj := cpuTime(t, p.pid) - c0[i][j]
+			c += cj
+			if j == 0 || cj < lo {
+				lo = cj
+			}
+			if j == 0 || cj > hi {
+				hi = cj
+			}
+		}
+		if c > 0 {
+			spread[i] = 100 * float64(hi-lo) * float64(len(ps)) / float64(c)
+		}
 		got[i] = float64(c)
 		total += c
 	}
@@ -145,7 +171,7 @@ func measure(t *testing.T, d time.Duration, sets [][]*proc, wall bool) []float64
 			got[i] = 100 * got[i] / float64(total)
 		}
 	}
-	return got
+	return got, spread
 }
 
 // stats formats a series as "mean (min–max)".
@@ -168,6 +194,7 @@ func runScenarios(t *testing.T, scs []scenario) {
 	var table []string
 	for _, sc := range scs {
 		results := map[string]map[string][]float64{} // side → label → runs
+		spreads := map[string]map[string][]float64{}
 		var labels []string
 		for r := 0; r < runs; r++ {
 			for _, which := range []string{"kernel", "containerfs"} {
@@ -181,14 +208,16 @@ func runScenarios(t *testing.T, scs []scenario) {
 						}
 						ls, sets := sc.setup(t, s)
 						labels = ls
-						got := measure(t, secs, sets, sc.wall)
+						got, spread := measureTasks(t, secs, sets, sc.wall)
 						if results[which] == nil {
 							results[which] = map[string][]float64{}
+							spreads[which] = map[string][]float64{}
 						}
 						for i, l := range ls {
 							results[which][l] = append(results[which][l], got[i])
+							spreads[which][l] = append(spreads[which][l], spread[i])
 						}
-						t.Logf("%s on %s: %v %v", sc.name, which, ls, got)
+						t.Logf("%s on %s: %v %v, spread among each's tasks %v", sc.name, which, ls, got, spread)
 						// Kill the busy loops now, so the groups can go.
 						for _, ps := range sets {
 							for _, p := range ps {
@@ -203,6 +232,12 @@ func runScenarios(t *testing.T, scs []scenario) {
 		for _, l := range labels {
 			table = append(table, fmt.Sprintf("| %s | %s | %s | %s | %s |", sc.name, l,
 				stats(results["kernel"][l]), stats(results["containerfs"][l]), sc.target))
+		}
+		if sc.spread {
+			for _, l := range labels {
+				table = append(table, fmt.Sprintf("| %s | spread among %s's tasks, (max-min)/mean %% | %s | %s | |", sc.name, l,
+					stats(spreads["kernel"][l]), stats(spreads["containerfs"][l])))
+			}
 		}
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
@@ -261,6 +296,49 @@ func TestBenchShares(t *testing.T) {
 				_ = g
 				return []string{"guest-a", "guest-b", "system"},
 					[][]*proc{busyIn(t, a, 1, true, 0), busyIn(t, b, 2, true, 0), busyIn(t, y, 1, true, 0)}
+			},
+		},
+	})
+}
+
+// TestBenchPartial is the case partial holds are for: on both CPUs,
+// unpinned, 3 busy loops beside 1 at equal shares, all in one session.
+// Without groups the kernel's per-task fairness gives 75/25; its group
+// scheduling gives each group one CPU. Then the same with the 3 in a child
+// of the group, and split between two children.
+func TestBenchPartial(t *testing.T) {
+	runScenarios(t, []scenario{
+		{
+			name:   "3 tasks vs 1, equal shares, 2 CPUs unpinned",
+			target: "50 ± 3",
+			spread: true,
+			setup: func(t *testing.T, s *side) ([]string, [][]*proc) {
+				a := s.mkdir(t, "three")
+				b := s.mkdir(t, "one")
+				return []string{"three", "one"}, [][]*proc{busyIn(t, a, 3, false), busyIn(t, b, 1, false)}
+			},
+		},
+		{
+			name:   "Guests{a: 3 tasks}/System{1}, 2 CPUs unpinned",
+			target: "50/50",
+			spread: true,
+			setup: func(t *testing.T, s *side) ([]string, [][]*proc) {
+				s.mkdir(t, "guests")
+				a := s.mkdir(t, "guests/a")
+				y := s.mkdir(t, "system")
+				return []string{"guests", "system"}, [][]*proc{busyIn(t, a, 3, false), busyIn(t, y, 1, false)}
+			},
+		},
+		{
+			name:   "Guests{a: 2 tasks, b: 1}/System{1}, 2 CPUs unpinned",
+			target: "25/25/50",
+			spread: true,
+			setup: func(t *testing.T, s *side) ([]string, [][]*proc) {
+				s.mkdir(t, "guests")
+				a := s.mkdir(t, "guests/a")
+				b := s.mkdir(t, "guests/b")
+				y := s.mkdir(t, "system")
+				return []string{"guest-a", "guest-b", "system"}, [][]*proc{busyIn(t, a, 2, false), busyIn(t, b, 1, false), busyIn(t, y, 1, false)}
 			},
 		},
 	})
@@ -468,4 +546,64 @@ func TestBenchEnforcerCPU(t *testing.T) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("\n%d runs of %v each, load average at the end: %s\n| scenario | containerfs | target |\n|---|---|---|\n%s",
 		runs, secs, strings.TrimSpace(string(load)), strings.Join(rows, "\n"))
+}
+
+// TestBenchEnforcerCPUPartial is TestBenchEnforcerCPU for partial holds: 3
+// busy loops beside 1, equal shares, unpinned on every CPU, so that the
+// group of 3 runs one task at a time, rotated.
+func TestBenchEnforcerCPUPartial(t *testing.T) {
+	benchEnabled(t)
+	secs := time.Duration(envInt("CONTAINERFS_BENCH_SECONDS", 5)) * time.Second
+	runs := envInt("CONTAINERFS_BENCH_RUNS", 3)
+	var cpu, shares []float64
+	for r := 0; r < runs; r++ {
+		t.Run(fmt.Sprint(r), func(t *testing.T) {
+			sp := stopper.New(stopper.Options{Logf: t.Logf})
+			defer sp.Close()
+			e := newEnforcer(DefaultConfig, sp, t.Logf)
+			e.start()
+			defer e.close()
+			a := e.newGroup(e.sched.Root(), "three")
+			b := e.newGroup(e.sched.Root(), "one")
+			parent := spawn(t, "for i in 1 2 3 4; do sh -c '"+busyLoop+"' & done; wait", true)
+			killChildrenAtEnd(t, parent)
+			var kids []int
+			if !eventually(30*time.Second, func() bool { kids = childrenOf(parent.pid); return len(kids) == 4 }) {
+				t.Fatalf("got %d busy loops, want 4", len(kids))
+			}
+			var as, bs []*proc
+			for i, k := range kids {
+				start, err := startTime(k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i < 3 {
+					e.addTask(k, start, a, false)
+					as = append(as, &proc{pid: k})
+				} else {
+					e.addTask(k, start, b, false)
+					bs = append(bs, &proc{pid: k})
+				}
+			}
+			time.Sleep(time.Second)
+			st0 := e.Stats()
+			var ru0, ru1 syscall.Rusage
+			syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+			w0 := time.Now()
+			got := measure(t, secs, [][]*proc{as, bs}, false)
+			syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+			used := time.Duration(syscall.TimevalToNsec(ru1.Utime) + syscall.TimevalToNsec(ru1.Stime) -
+				syscall.TimevalToNsec(ru0.Utime) - syscall.TimevalToNsec(ru0.Stime))
+			el := time.Since(w0)
+			pct := 100 * used.Seconds() / el.Seconds()
+			cpu = append(cpu, pct)
+			shares = append(shares, got[0])
+			st := e.Stats()
+			t.Logf("enforcer+stopper CPU %.2f%% of a core; the 3: %.1f%%; %.0f ticks/s, %.0f stops/s", pct, got[0],
+				float64(st.Ticks-st0.Ticks)/el.Seconds(), float64(st.Stops-st0.Stops)/el.Seconds())
+		})
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("\n%d runs of %v each, load average at the end: %s\n| cpu subsystem alone (enforcer + stopper), 3 vs 1 unpinned, %% of a core | %s |\n| the 3's share, %% | %s |",
+		runs, secs, strings.TrimSpace(string(load)), stats(cpu), stats(shares))
 }

@@ -32,7 +32,13 @@
 // slack, until the sibling catches up: a group-level CFS. A hold is made
 // only if the siblings behind have enough CPU-bound tasks to use the CPUs
 // freed, so an idle or lightly loaded sibling's share goes to the others
-// and a single task per container on several CPUs is never held. Quotas are
+// and a single task per container on several CPUs is never held. When they
+// can use only some of them (3 CPU-bound tasks beside 1 on 2 CPUs), the
+// container ahead is held partially instead: it runs only as many tasks
+// as the CPUs left free, and which of its CPU-bound tasks run rotates by
+// the CPU time each used, so that they stay fair among themselves (a
+// container with children shares its running tasks among them by their
+// virtual times; none of its tasks may be pinned apart). Quotas are
 // per period: a container whose subtree used its quota is held until the
 // period ends, and an overrun is charged to the next period. Ticks are
 // spaced by what needs watching next (a lead reaching the slack, a quota

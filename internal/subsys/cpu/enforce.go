@@ -326,7 +326,7 @@ func (e *enforcer) run() {
 		}
 		if debugCPU {
 			e.sched.walk(e.sched.Root(), func(g *Group) {
-				e.logf("cpu dbg %d %s held=%v hs=%v elig=%v v=%.0f u=%d w=%d busy=%.2f n=%d next=%d", e.sched.now, g.Name, g.held, g.heldShares, g.eligible, g.v, g.u, g.w, g.busy, g.ntasks, next)
+				e.logf("cpu dbg %d %s held=%v hs=%v limit=%d elig=%v v=%.0f u=%d w=%d busy=%.2f n=%d next=%d", e.sched.now, g.Name, g.held, g.heldShares, g.limit, g.eligible, g.v, g.u, g.w, g.busy, g.ntasks, next)
 			})
 		}
 		closing := e.closing

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -306,5 +307,228 @@ func BenchmarkTick100(b *testing.B) {
 			t.Run, t.Wait = 100e3, 9.9e6
 		}
 		s.Tick(now)
+	}
+}
+
+// spread is how far apart the tasks' CPU times are: (max-min)/mean, in %.
+func spread(ts ...*simTask) float64 {
+	lo, hi, sum := ts[0].run, ts[0].run, int64(0)
+	for _, st := range ts {
+		lo, hi, sum = min(lo, st.run), max(hi, st.run), sum+st.run
+	}
+	return 100 * float64(hi-lo) * float64(len(ts)) / float64(sum)
+}
+
+func TestPartialHolds(t *testing.T) {
+	tests := []struct {
+		name             string
+		ncpu             int
+		sharesA, sharesB uint64
+		tasksA, tasksB   int
+		sessions         bool // every task in its own session
+		pinA             []int
+		dutyB            int64   // % of the time b's tasks are runnable; 0: always
+		want             float64 // a's share of both groups' CPU time
+		partial          bool    // whether partial holds are expected
+		noHolds          bool
+		used             float64 // % of the CPUs used; 0: 100
+	}{
+		// The kernel gives each group one CPU: 50/50 (75/25 without
+		// groups, in one session).
+		{name: "3 vs 1", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 3, tasksB: 1, want: 50, partial: true},
+		{name: "3 vs 1 sessions", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 3, tasksB: 1, sessions: true, want: 50, partial: true},
+		{name: "1 vs 3", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 1, tasksB: 3, want: 50, partial: true},
+		// a is entitled to 4/3 of a CPU: it alternates between one
+		// running task and three.
+		{name: "3 vs 1 at 2:1", ncpu: 2, sharesA: 2048, sharesB: 1024, tasksA: 3, tasksB: 1, want: 66.67, partial: true},
+		// b is entitled to 4/3 of a CPU but has one task: a gets the
+		// other CPU.
+		{name: "3 vs 1 at 1:2", ncpu: 2, sharesA: 1024, sharesB: 2048, tasksA: 3, tasksB: 1, want: 50, partial: true},
+		{name: "2 vs 2", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 2, tasksB: 2, want: 50},
+		{name: "1 vs 1", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 1, tasksB: 1, want: 50, noHolds: true},
+		{name: "1 vs 1 at 9:1", ncpu: 2, sharesA: 9216, sharesB: 1024, tasksA: 1, tasksB: 1, want: 50, noHolds: true},
+		{name: "3 vs 1 on 4 CPUs", ncpu: 4, sharesA: 1024, sharesB: 1024, tasksA: 3, tasksB: 1, want: 75, noHolds: true},
+		// Entitled to 2 CPUs each, b can use 1: a runs 3 of its 5.
+		{name: "5 vs 1 on 4 CPUs", ncpu: 4, sharesA: 1024, sharesB: 1024, tasksA: 5, tasksB: 1, want: 75, partial: true},
+		{name: "6 vs 2 on 4 CPUs", ncpu: 4, sharesA: 1024, sharesB: 1024, tasksA: 6, tasksB: 2, want: 50, partial: true},
+		{name: "2 vs 1", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 2, tasksB: 1, want: 50, partial: true},
+		// One of a's tasks pinned: no partial hold (the kernel might put
+		// the tasks let run on the same CPU): 75/25 as before.
+		{name: "3 vs 1, one of a's pinned", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 3, tasksB: 1, pinA: []int{0}, want: 75},
+		// b runnable 80% of the time: limited to one task, a leaves 0.2
+		// of a CPU idle (the kernel would give it to a: 60/40); b gets
+		// what it wants.
+		{name: "3 vs 1 busy 80%", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 3, tasksB: 1, dutyB: 80, want: 100 / 1.8, partial: true, used: 90},
+		// Runnable 60% of the time: a partial hold would leave 0.4 of a
+		// CPU idle; none is made, and b gets what the kernel's per-task
+		// fairness gives it.
+		{name: "3 vs 1 busy 60%", ncpu: 2, sharesA: 1024, sharesB: 1024, tasksA: 3, tasksB: 1, dutyB: 60, want: 85, noHolds: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newSim(t, tc.ncpu)
+			a := m.s.NewGroup(m.s.Root(), "a")
+			b := m.s.NewGroup(m.s.Root(), "b")
+			a.SetShares(tc.sharesA)
+			b.SetShares(tc.sharesB)
+			var ta, tb []*simTask
+			sess := 0
+			for i := 0; i < tc.tasksA; i++ {
+				if tc.sessions {
+					sess++
+				}
+				if i == 0 && tc.pinA != nil {
+					ta = append(ta, m.task(a, sess, tc.pinA...))
+				} else {
+					ta = append(ta, m.task(a, sess))
+				}
+			}
+			for i := 0; i < tc.tasksB; i++ {
+				if tc.sessions {
+					sess++
+				}
+				st := m.task(b, sess)
+				if tc.dutyB > 0 {
+					st.on, st.off = tc.dutyB*0.5e6, (100-tc.dutyB)*0.5e6
+				}
+				tb = append(tb, st)
+			}
+			m.run(20e9)
+			near(t, "a's share", pct(usage(ta...), usage(tb...)), tc.want, 1)
+			total := usage(ta...) + usage(tb...)
+			used := tc.used
+			if used == 0 {
+				used = 100
+			}
+			near(t, "CPUs used", 100*float64(total)/float64(m.now)/float64(min(tc.ncpu, tc.tasksA+tc.tasksB)), used, 1)
+			if tc.partial {
+				// (Without holds, how the simulated load balancer places
+				// the tasks decides the spread.)
+				if sp := spread(ta...); sp > 2 {
+					t.Errorf("spread among a's tasks: got %.2f%%, want at most 2%%", sp)
+				}
+				if sp := spread(tb...); sp > 2 {
+					t.Errorf("spread among b's tasks: got %.2f%%, want at most 2%%", sp)
+				}
+			}
+			if got := m.limited > 0; got != tc.partial {
+				t.Errorf("partial holds: got %v (%d ticks), want %v", got, m.limited, tc.partial)
+			}
+			if tc.noHolds && m.holds != 0 {
+				t.Errorf("holds: got %d, want 0", m.holds)
+			}
+			t.Logf("%v: a %.2f%%, spread among a's tasks %.2f%%", m, pct(usage(ta...), usage(tb...)), spread(ta...))
+		})
+	}
+}
+
+func TestRunLimit(t *testing.T) {
+	all2, all4 := MaskOf(0, 1), MaskOf(0, 1, 2, 3)
+	tasks := func(m Mask, busy float64, n int) []bound {
+		var bs []bound
+		for i := 0; i < n; i++ {
+			bs = append(bs, bound{m, busy})
+		}
+		return bs
+	}
+	group := func(mask Mask, bs ...[]bound) *Group {
+		g := &Group{mask: mask}
+		for _, b := range bs {
+			g.allBound = append(g.allBound, b...)
+		}
+		g.runBound = g.allBound
+		return g
+	}
+	tests := []struct {
+		name   string
+		c      *Group
+		behind []*Group
+		want   int
+	}{
+		{"nobody behind", group(all2, tasks(all2, 1, 3)), nil, -1},
+		{"3 vs 1 on 2 CPUs", group(all2, tasks(all2, 1, 3)), []*Group{group(all2, tasks(all2, 1, 1))}, 1},
+		{"3 vs 2 on 2 CPUs: held whole", group(all2, tasks(all2, 1, 3)), []*Group{group(all2, tasks(all2, 1, 2))}, 0},
+		{"1 vs 1 on 2 CPUs", group(all2, tasks(all2, 1, 1)), []*Group{group(all2, tasks(all2, 1, 1))}, -1},
+		{"2 vs 1 on 2 CPUs", group(all2, tasks(all2, 1, 2)), []*Group{group(all2, tasks(all2, 1, 1))}, 1},
+		{"5 vs 1 on 4 CPUs", group(all4, tasks(all4, 1, 5)), []*Group{group(all4, tasks(all4, 1, 1))}, 3},
+		{"3 vs 1 on 4 CPUs", group(all4, tasks(all4, 1, 3)), []*Group{group(all4, tasks(all4, 1, 1))}, -1},
+		{"behind in two groups", group(all4, tasks(all4, 1, 5)), []*Group{group(all4, tasks(all4, 1, 1)), group(all4, tasks(all4, 1, 1))}, 2},
+		{"behind runnable 80%", group(all2, tasks(all2, 1, 3)), []*Group{group(all2, tasks(all2, 0.8, 1))}, 1},
+		{"behind runnable 60%: rounded up", group(all2, tasks(all2, 1, 3)), []*Group{group(all2, tasks(all2, 0.6, 1))}, -1},
+		{"one of c's tasks pinned", group(all2, tasks(all2, 1, 2), tasks(MaskOf(0), 1, 1)), []*Group{group(all2, tasks(all2, 1, 1))}, -1},
+		{"behind pinned", group(all2, tasks(all2, 1, 3)), []*Group{group(MaskOf(1), tasks(MaskOf(1), 1, 1))}, 1},
+		{"behind elsewhere", group(MaskOf(0, 1), tasks(MaskOf(0, 1), 1, 3)), []*Group{group(MaskOf(2, 3), tasks(MaskOf(2, 3), 1, 1))}, -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := runLimit(tc.c, tc.behind, boundRunning); got != tc.want {
+				t.Errorf("got %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPartialHoldsNested(t *testing.T) {
+	// A group with child groups held partially shares its limit among
+	// them by their shares; the kernel gives each top-level group one CPU.
+	tests := []struct {
+		name   string
+		guests []int  // tasks of each child of guests
+		own    int    // tasks directly in guests
+		shareA uint64 // the first child's shares; 0: 1024
+		system int
+		want   []float64 // each child's share (then the own tasks', then system's), %
+	}{
+		{"guests{a: 3} vs system{1}", []int{3}, 0, 0, 1, []float64{50, 50}},
+		{"guests{a: 2, b: 1} vs system{1}", []int{2, 1}, 0, 0, 1, []float64{25, 25, 50}},
+		{"guests{a: 2, b: 2} vs system{1}", []int{2, 2}, 0, 0, 1, []float64{25, 25, 50}},
+		{"guests{a: 1, b: 1} vs system{1}", []int{1, 1}, 0, 0, 1, []float64{25, 25, 50}},
+		// Each own task weighs 1024 beside the children.
+		{"guests{a: 2, own: 1} vs system{1}", []int{2}, 1, 0, 1, []float64{25, 25, 50}},
+		{"guests{a at 3072: 2, b: 1} vs system{1}", []int{2, 1}, 0, 3072, 1, []float64{37.5, 12.5, 50}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newSim(t, 2)
+			guests := m.s.NewGroup(m.s.Root(), "guests")
+			system := m.s.NewGroup(m.s.Root(), "system")
+			var sets [][]*simTask
+			for i, n := range tc.guests {
+				c := m.s.NewGroup(guests, fmt.Sprintf("c%d", i))
+				if i == 0 && tc.shareA > 0 {
+					c.SetShares(tc.shareA)
+				}
+				var ts []*simTask
+				for j := 0; j < n; j++ {
+					ts = append(ts, m.task(c, 0))
+				}
+				sets = append(sets, ts)
+			}
+			if tc.own > 0 {
+				var ts []*simTask
+				for j := 0; j < tc.own; j++ {
+					ts = append(ts, m.task(guests, 0))
+				}
+				sets = append(sets, ts)
+			}
+			var ys []*simTask
+			for j := 0; j < tc.system; j++ {
+				ys = append(ys, m.task(system, 0))
+			}
+			sets = append(sets, ys)
+			m.run(20e9)
+			var total int64
+			for _, ts := range sets {
+				total += usage(ts...)
+			}
+			near(t, "CPUs used", 100*float64(total)/float64(m.now)/2, 100, 1)
+			for i, ts := range sets {
+				near(t, fmt.Sprintf("set %d", i), 100*float64(usage(ts...))/float64(total), tc.want[i], 1.5)
+				if sp := spread(ts...); sp > 3 {
+					t.Errorf("spread among set %d's tasks: got %.2f%%, want at most 3%%", i, sp)
+				}
+			}
+			t.Log(m)
+		})
 	}
 }

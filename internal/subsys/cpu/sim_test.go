@@ -20,6 +20,7 @@ type sim struct {
 	tasks   []*simTask
 	ticks   int
 	holds   int // task stop transitions
+	limited int // ticks after which some group had a partial hold
 }
 
 type simTask struct {
@@ -81,6 +82,11 @@ func (m *sim) run(d int64) {
 			}
 			n := m.s.Tick(m.now)
 			m.ticks++
+			partial := false
+			m.s.walk(m.s.Root(), func(g *Group) { partial = partial || g.Limit() > 0 })
+			if partial {
+				m.limited++
+			}
 			for _, st := range m.tasks {
 				if st.Held != st.want {
 					st.want, st.heldAt = st.Held, m.now
@@ -190,5 +196,5 @@ func near(t *testing.T, what string, got, want, tol float64) {
 }
 
 func (m *sim) String() string {
-	return fmt.Sprintf("%d ticks, %d holds in %.1fs", m.ticks, m.holds, float64(m.now)/1e9)
+	return fmt.Sprintf("%d ticks, %d holds, %d ticks with a partial hold in %.1fs", m.ticks, m.holds, m.limited, float64(m.now)/1e9)
 }
