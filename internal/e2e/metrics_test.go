@@ -161,7 +161,8 @@ func TestMetrics(t *testing.T) {
 	u0, _ := strconv.ParseFloat(strings.TrimSpace(usage0), 64)
 	u1, _ := strconv.ParseFloat(strings.TrimSpace(usage1), 64)
 	got, ok := find(ss, "containerfs_cpuacct_usage_seconds_total", at)
-	if !ok || got <= 0 || got < u0/1e9 || got > u1/1e9 {
+	const eps = 1e-12 // ns to seconds in floating point
+	if !ok || got <= 0 || got < u0/1e9-eps || got > u1/1e9+eps {
 		t.Errorf("containerfs_cpuacct_usage_seconds_total for /c: got %v (present %v), want between cpuacct.usage read before (%v s) and after (%v s)", got, ok, u0/1e9, u1/1e9)
 	}
 	if _, ok := find(ss, "containerfs_container_tasks", map[string]string{"hierarchy": hier, "container": "/"}); !ok {
