@@ -83,7 +83,7 @@ func (r *Registry) lookup(pid int, root bool) (TaskInfo, error) {
 	if root && tgid != 0 {
 		if st, ok := r.procs.(StatReader); ok {
 			ti, err := st.Stat(pid)
-			if err == nil && sameStart(ti.Start, start) {
+			if err == nil && SameTask(start, ti.Start) {
 				ti.TID, ti.TGID = pid, tgid
 				return ti, nil
 			}
@@ -158,11 +158,12 @@ func (r *Registry) migrateLocked(ts *TaskSet) error {
 	return nil
 }
 
-// taskLocked returns the model's task for info, adding it if it is new. A
-// known TID with another start time is a reused TID: the old task has exited.
+// taskLocked returns the model's task for info (as /proc shows it), adding
+// it if it is new. A known TID whose task started after the one recorded is
+// a reused TID: the old task has exited.
 func (r *Registry) taskLocked(info TaskInfo) *Task {
 	t := r.tasks[info.TID]
-	if t != nil && sameStart(t.Start, info.Start) {
+	if t != nil && SameTask(t.Start, info.Start) {
 		return t
 	}
 	if t != nil {
@@ -245,6 +246,16 @@ func (r *Registry) AddTask(info TaskInfo) {
 // a fork a little after the kernel took the task's start time, so the two
 // may fall on either side of a tick.
 func sameStart(a, b uint64) bool { return a <= b+1 && b <= a+1 }
+
+// SameTask tells whether the task /proc shows with start time seen (field
+// 22 of stat, clock ticks since boot) is the one recorded with start time
+// recorded. A start recorded from a fork event is the event's timestamp,
+// taken after the kernel took the task's start time: a tick or many later
+// when the forking task was preempted in between (under load), never
+// earlier. So the task is the same unless /proc shows it started after the
+// recorded time (beyond a tick of rounding), which is what a task that
+// reused the TID shows.
+func SameTask(recorded, seen uint64) bool { return seen <= recorded+1 }
 
 // Fork records that parentTID created child: the child enters its parent's
 // container in every hierarchy, then every subsystem's Fork hook runs. A
@@ -384,7 +395,7 @@ func (r *Registry) Resync(scan []ScanTask) (added, removed int) {
 		seen[st.TID] = st.Start
 	}
 	for tid, t := range r.tasks {
-		if start, ok := seen[tid]; !ok || !sameStart(start, t.Start) {
+		if start, ok := seen[tid]; !ok || !SameTask(t.Start, start) {
 			r.exitLocked(t)
 			removed++
 		}

@@ -376,7 +376,7 @@ func (r *Registry) reapExited(parent *Container, name string) {
 	r.unlock()
 	var gone []Task
 	for _, t := range ts {
-		if info, err := r.procs.Task(t.TID); err != nil || info.Exited || !sameStart(info.Start, t.Start) {
+		if info, err := r.procs.Task(t.TID); err != nil || info.Exited || !SameTask(t.Start, info.Start) {
 			gone = append(gone, t)
 		}
 	}

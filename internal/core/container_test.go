@@ -590,6 +590,7 @@ func TestContainerAtDotDot(t *testing.T) {
 func TestRmdirLateExit(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
+		start uint64 // the task's start as the model records it; 0 is 1
 		after func(p *fakeProcs)
 		want  syscall.Errno
 	}{
@@ -597,9 +598,12 @@ func TestRmdirLateExit(t *testing.T) {
 		{name: "zombie", after: func(p *fakeProcs) { z := proc(100, 0, 1); z.Exited = true; p.set(z) }},
 		{name: "pid reused", after: func(p *fakeProcs) { p.set(proc(100, 0, 9)) }},
 		{name: "alive", after: func(*fakeProcs) {}, want: syscall.EBUSY},
+		// The model's start came from a fork event stamped a few ticks
+		// after the kernel took the task's start: the same task.
+		{name: "alive, recorded late", start: 10, after: func(p *fakeProcs) { p.set(proc(100, 0, 5)) }, want: syscall.EBUSY},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			procs := newProcs(proc(100, 0, 1))
+			procs := newProcs(proc(100, 0, max(tc.start, 1)))
 			r := NewRegistry(procs, newFake("s", &callLog{}))
 			h := mustMount(t, r, "s")
 			moveTo(t, r, mustMkdir(t, r, h.Root(), "c"), 100)
@@ -671,5 +675,47 @@ func TestGroupAlive(t *testing.T) {
 				t.Error("Exec of a group the model never knew: got true, want false")
 			}
 		})
+	}
+}
+
+func TestSameTask(t *testing.T) {
+	for _, tc := range []struct {
+		recorded, seen uint64
+		want           bool
+	}{
+		{10, 10, true},
+		{10, 11, true}, // a tick of rounding
+		{10, 9, true},
+		{10, 3, true}, // recorded from a fork event stamped late
+		{10, 12, false},
+		{10, 9000, false}, // a newer task reused the TID
+	} {
+		if got := SameTask(tc.recorded, tc.seen); got != tc.want {
+			t.Errorf("SameTask(recorded %d, seen %d) = %v, want %v", tc.recorded, tc.seen, got, tc.want)
+		}
+	}
+}
+
+// TestResyncKeepsLateStampedTask: a task whose start the model took from a
+// fork event stamped ticks after the kernel's start (the forking task was
+// preempted in between) is the same task when a scan shows the earlier
+// start: it stays where it is, with no exit and no new fork.
+func TestResyncKeepsLateStampedTask(t *testing.T) {
+	procs := newProcs(proc(100, 0, 50))
+	log := &callLog{}
+	r := NewRegistry(procs, newFake("s", log))
+	h := mustMount(t, r, "s")
+	c := mustMkdir(t, r, h.Root(), "c")
+	moveTo(t, r, c, 100)
+	log.take()
+	added, removed := r.Resync([]ScanTask{{TaskInfo: proc(100, 0, 45)}})
+	if added != 0 || removed != 0 {
+		t.Errorf("Resync: added %d, removed %d; want 0, 0", added, removed)
+	}
+	if got := pathOf(r, h, 100); got != "/c" {
+		t.Errorf("task 100 after the resync: in %q, want /c", got)
+	}
+	if got := log.take(); len(got) != 0 {
+		t.Errorf("hooks called: %q", got)
 	}
 }

@@ -182,10 +182,12 @@ func TestWrongStartIsNotStopped(t *testing.T) {
 	s := newStopper(t)
 	f := startFamily(t, busy)
 	pid := f.children[0]
-	s.Stop(pid, startOf(t, pid)+50, "cpu")
+	// Recorded as starting before the task now holding the TID did: an
+	// earlier task's record, so another task reused the TID.
+	s.Stop(pid, startOf(t, pid)-50, "cpu")
 	waitStopped(t, s, 2*time.Second, pid) // settles as Gone
 	if st, _ := s.Status(pid); st != Gone {
-		t.Errorf("status of a TID whose start differs: got %v, want %v", st, Gone)
+		t.Errorf("status of a TID whose task started after the one recorded: got %v, want %v", st, Gone)
 	}
 	if procState(pid) == "t" {
 		t.Errorf("the task now holding the TID was stopped")
@@ -444,4 +446,19 @@ ctypes.CDLL(None).syscall(60, 0)'`)
 	if !eventually(2*time.Second, func() bool { return procState(thread) != "t" }) {
 		t.Errorf("thread still stopped after resume")
 	}
+}
+
+// TestLateStampedStartIsStopped: a start recorded from a fork event is
+// stamped after the kernel's (ticks later under load): the task is the same
+// and is stopped.
+func TestLateStampedStartIsStopped(t *testing.T) {
+	s := newStopper(t)
+	f := startFamily(t, busy)
+	pid := f.children[0]
+	s.Stop(pid, startOf(t, pid)+5, "freezer")
+	waitStopped(t, s, 2*time.Second, pid)
+	if st, _ := s.Status(pid); st != Stopped {
+		t.Errorf("status: got %v, want %v", st, Stopped)
+	}
+	s.Resume(pid, "freezer")
 }

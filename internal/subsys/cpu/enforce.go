@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/prio"
 	"github.com/containerfs/containerfs/internal/stopper"
 	"golang.org/x/sys/unix"
@@ -360,7 +361,7 @@ func (e *enforcer) sample(et *etask, now time.Time, buf []byte) {
 		}
 		// The TID may have been reused since the task was added: the fd
 		// is only good if the task is still the one with this start.
-		if start, err := startTime(et.tid); err != nil || (et.start != 0 && !sameStart(start, et.start)) {
+		if start, err := startTime(et.tid); err != nil || (et.start != 0 && !core.SameTask(et.start, start)) {
 			unix.Close(fd)
 			return
 		}
@@ -471,8 +472,6 @@ func startTime(tid int) (uint64, error) {
 	}
 	return strconv.ParseUint(f[22-3], 10, 64)
 }
-
-func sameStart(a, b uint64) bool { return a <= b+1 && b <= a+1 }
 
 // onlineCPUs reads /sys/devices/system/cpu/online ("0-3,6").
 func onlineCPUs() Mask {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/containerfs/containerfs/internal/core"
 )
 
 // userHZ is USER_HZ, the unit of /proc/PID/stat times and of cpuacct.stat;
@@ -87,16 +89,12 @@ func openProc(proc string, tid int, start uint64) (source, error) {
 		p.close()
 		return nil, err
 	}
-	if !sameStart(st.start, start) {
+	if !core.SameTask(start, st.start) {
 		p.close()
 		return nil, fmt.Errorf("task %d: started at %d, not %d: %w", tid, st.start, start, syscall.ESRCH)
 	}
 	return p, nil
 }
-
-// sameStart compares start times in ticks as the core does: the proc
-// connector's stamp and the kernel's may fall either side of a tick.
-func sameStart(a, b uint64) bool { return a <= b+1 && b <= a+1 }
 
 func (p *procSource) close() {
 	if p.sched != nil {
@@ -115,7 +113,7 @@ func (p *procSource) read(lastRun uint64) (sample, error) {
 		if err != nil {
 			return sample{}, err
 		}
-		if !sameStart(st.start, p.start) {
+		if !core.SameTask(p.start, st.start) {
 			return sample{}, fmt.Errorf("task %d: TID reused: %w", p.tid, syscall.ESRCH)
 		}
 		run, err := p.readSched(buf[:])

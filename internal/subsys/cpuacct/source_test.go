@@ -119,8 +119,19 @@ func TestProcSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := openProc("/proc", tid, st.start+5); !errors.Is(err, syscall.ESRCH) {
-		t.Errorf("open with the wrong start time: got %v, want ESRCH", err)
+	// A task that started after the one recorded reused its TID; one that
+	// started before it is the same (a start recorded from a fork event
+	// is stamped late).
+	if st.start < 5 {
+		t.Fatalf("thread start %d: too early to test", st.start)
+	}
+	if _, err := openProc("/proc", tid, st.start-5); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("open with a recorded start before the task's: got %v, want ESRCH", err)
+	}
+	if src, err := openProc("/proc", tid, st.start+5); err != nil {
+		t.Errorf("open with a recorded start after the task's (a late fork event): %v", err)
+	} else {
+		src.close()
 	}
 	src, err := openProc("/proc", tid, st.start)
 	if err != nil {

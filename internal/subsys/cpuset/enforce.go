@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/prio"
 	"github.com/containerfs/containerfs/internal/subsys/cpulist"
 )
@@ -309,7 +310,7 @@ func (e *enforcer) checkLocked(tid int, tr *tracked) bool {
 	}
 	// The TID may have been reused since the task exited, before its exit
 	// event was applied (pid_max is 32768 here): touch only our task.
-	if st, err := e.k.StartTime(tid); err != nil || !sameStart(st, tr.start) {
+	if st, err := e.k.StartTime(tid); err != nil || !core.SameTask(tr.start, st) {
 		delete(e.tasks, tid)
 		return false
 	}

@@ -583,7 +583,7 @@ func pidfdKill(proc string, tgid int, start uint64) error {
 	}
 	defer unix.Close(fd)
 	got, err := readStart(proc, tgid)
-	if err != nil || !sameStart(got, start) {
+	if err != nil || !core.SameTask(start, got) {
 		return fmt.Errorf("process %d is gone: %w", tgid, syscall.ESRCH)
 	}
 	return unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/containerfs/containerfs/internal/core"
 )
 
 // statm is what /proc/PID/statm says of a process's memory, in bytes.
@@ -118,10 +120,6 @@ func statFields(b []byte) (minflt, majflt, start uint64, err error) {
 	return minflt, majflt, start, nil
 }
 
-// sameStart compares start times in clock ticks, as the core does: the proc
-// connector stamps a fork a little after the kernel took the start time.
-func sameStart(a, b uint64) bool { return a <= b+1 && b <= a+1 }
-
 // procFiles are the open /proc files of one process. Each read is a pread
 // at offset 0, which makes procfs generate the file afresh: about 5 µs
 // here against 20-40 µs for open+read+close. An open file keeps naming the
@@ -156,7 +154,7 @@ func openProc(root string, tgid int, start uint64) (*procFiles, error) {
 		pf.close()
 		return nil, err
 	}
-	if start != 0 && !sameStart(got, start) {
+	if start != 0 && !core.SameTask(start, got) {
 		pf.close()
 		return nil, fmt.Errorf("process %d: started at %d, not %d: %w", tgid, got, start, syscall.ESRCH)
 	}

@@ -135,7 +135,7 @@ func (s *Subsys) killLocked(r refusal) {
 		defer unix.Close(fd)
 	}
 	start, err := readStart(s.proc(), t.TGID, t.TID)
-	if err != nil || !sameStart(start, t.Start) {
+	if err != nil || !core.SameTask(t.Start, start) {
 		return // gone, and the PID is someone else's
 	}
 	if tg {
@@ -271,7 +271,3 @@ func parseStart(b []byte) (uint64, error) {
 	}
 	return strconv.ParseUint(f[22-3], 10, 64)
 }
-
-// sameStart compares start times in clock ticks, as the core does: the proc
-// connector stamps a fork a little after the kernel took the start time.
-func sameStart(a, b uint64) bool { return a <= b+1 && b <= a+1 }
