@@ -16,12 +16,14 @@
 // at start-up covers those to come.
 //
 // Bulk work is not real-time: the samplers that read /proc for many tasks
-// (cpu, cpuacct, memory, cpuset), and the requests that walk the whole
-// model (a metrics scrape; snapshot, lscgroup and cgget on the control
-// socket), call Background first, which locks their goroutine to its own
-// thread and runs that thread at SCHED_OTHER, nice -10. Processes the daemon starts (release agents) are
-// started from a thread that Ordinary has put back to SCHED_OTHER, nice 0,
-// so they inherit nothing of the daemon's.
+// (cpuacct, memory, cpuset), and the requests that walk the whole model (a
+// metrics scrape; snapshot, lscgroup and cgget on the control socket),
+// call Background first, which locks their goroutine to its own thread and
+// runs that thread at SCHED_OTHER, nice -10. The cpu enforcer stays
+// real-time: a quota is only as exact as its ticks are punctual, and it
+// spaces its ticks by the number of tasks it reads. Processes the daemon
+// starts (release agents) are started from a thread that Ordinary has put
+// back to SCHED_OTHER, nice 0, so they inherit nothing of the daemon's.
 //
 // Without CAP_SYS_NICE (or with RLIMIT_RTPRIO 0) SCHED_FIFO is refused:
 // the daemon then runs at nice -10, as before.

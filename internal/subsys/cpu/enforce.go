@@ -12,7 +12,6 @@ import (
 	"unsafe"
 
 	"github.com/containerfs/containerfs/internal/core"
-	"github.com/containerfs/containerfs/internal/prio"
 	"github.com/containerfs/containerfs/internal/stopper"
 	"golang.org/x/sys/unix"
 )
@@ -250,7 +249,6 @@ func (e *enforcer) close() {
 
 // run is the enforcer's goroutine.
 func (e *enforcer) run() {
-	prio.Background() // bulk reads of schedstat: not real-time
 	defer close(e.done)
 	open := map[*etask]struct{}{} // tasks with a schedstat fd
 	defer func() {
