@@ -406,8 +406,12 @@ func TestThrottledJobIsNotStoppedForItsParent(t *testing.T) {
 		syscall.Kill(p.pid, syscall.SIGCONT)
 		time.Sleep(20 * time.Millisecond)
 	}
-	if got := 100 * float64(cpuTime(t, p.pid)-c0) / float64(time.Since(w0)); got > 8 {
-		t.Errorf("CPU use under SIGCONTs with a 5%% quota: got %.1f%%, want at most 8%%", got)
+	// An escape would read near 100%. A window of about 1 s spans up to
+	// 11 periods, each of which may run its quota and overrun it by a
+	// tick's lateness (paid back in the next period, which may fall after
+	// the window): under the full suite's parallel load that has read 8.9%.
+	if got := 100 * float64(cpuTime(t, p.pid)-c0) / float64(time.Since(w0)); got > 12 {
+		t.Errorf("CPU use under SIGCONTs with a 5%% quota: got %.1f%%, want at most 12%%", got)
 	}
 }
 
