@@ -26,9 +26,9 @@ func resolve(reg *core.Registry, p Placement) ([]*core.Hierarchy, error) {
 	return hs, nil
 }
 
-// Create is cgcreate: each group of spec is made, with its missing parents,
-// in every hierarchy its controllers name.
-func Create(reg *core.Registry, spec Spec) error {
+// eachGroup calls f for every group of spec in every hierarchy its
+// controllers name, and gathers the failures, each named as tool's.
+func eachGroup(reg *core.Registry, spec Spec, tool string, f func(h *core.Hierarchy, path string) error) error {
 	var errs []error
 	for _, p := range spec {
 		hs, err := resolve(reg, p)
@@ -37,12 +37,21 @@ func Create(reg *core.Registry, spec Spec) error {
 			continue
 		}
 		for _, h := range hs {
-			if _, err := reg.ContainerAt(h, p.Path, true); err != nil {
-				errs = append(errs, fmt.Errorf("cgcreate %s:%s: %w", label(h), p.Path, err))
+			if err := f(h, p.Path); err != nil {
+				errs = append(errs, fmt.Errorf("%s %s:%s: %w", tool, label(h), p.Path, err))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Create is cgcreate: each group of spec is made, with its missing parents,
+// in every hierarchy its controllers name.
+func Create(reg *core.Registry, spec Spec) error {
+	return eachGroup(reg, spec, "cgcreate", func(h *core.Hierarchy, path string) error {
+		_, err := reg.ContainerAt(h, path, true)
+		return err
+	})
 }
 
 // Delete is cgdelete: each group of spec is removed in every hierarchy its
@@ -51,24 +60,13 @@ func Create(reg *core.Registry, spec Spec) error {
 // group's parent too); without, a group with children is EBUSY. The root
 // cannot be removed (EBUSY).
 func Delete(reg *core.Registry, spec Spec, recursive bool) error {
-	var errs []error
-	for _, p := range spec {
-		hs, err := resolve(reg, p)
+	return eachGroup(reg, spec, "cgdelete", func(h *core.Hierarchy, path string) error {
+		c, err := reg.ContainerAt(h, path, false)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return err
 		}
-		for _, h := range hs {
-			c, err := reg.ContainerAt(h, p.Path, false)
-			if err == nil {
-				err = deleteGroup(reg, c, c.Parent(), recursive)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("cgdelete %s:%s: %w", label(h), p.Path, err))
-			}
-		}
-	}
-	return errors.Join(errs...)
+		return deleteGroup(reg, c, c.Parent(), recursive)
+	})
 }
 
 func deleteGroup(reg *core.Registry, c, to *core.Container, recursive bool) error {
