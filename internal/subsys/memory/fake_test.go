@@ -167,25 +167,17 @@ func (f *fixture) fork(parent, tid, tgid int, start uint64) {
 
 func (f *fixture) file(c *core.Container, name string) *core.BoundFile {
 	f.t.Helper()
-	e, ok := c.Lookup(name)
-	if !ok || e.File == nil {
-		f.t.Fatalf("%s has no file %s", c.Path(), name)
-	}
-	return e.File
+	return testutil.File(f.t, c, name)
 }
 
 func (f *fixture) read(c *core.Container, name string) string {
 	f.t.Helper()
-	s, err := f.r.ReadFile(c, f.file(c, name))
-	if err != nil {
-		f.t.Fatalf("read %s: %v", name, err)
-	}
-	return s
+	return testutil.Read(f.t, f.r, c, name)
 }
 
 func (f *fixture) write(c *core.Container, name, data string) error {
 	f.t.Helper()
-	return f.r.WriteFile(c, f.file(c, name), core.Caller{}, data)
+	return testutil.Write(f.t, f.r, c, name, data)
 }
 
 func (f *fixture) mustWrite(c *core.Container, name, data string) {
