@@ -17,6 +17,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/containerfs/containerfs/internal/core"
 	"golang.org/x/sys/unix"
 )
 
@@ -573,7 +574,7 @@ func (s *Stopper) identify(t *task, start uint64) error {
 		return err
 	}
 	got, ppid, err := statOf(t.tid)
-	if err != nil || (start != 0 && !sameTask(start, got)) {
+	if err != nil || (start != 0 && !core.SameTask(start, got)) {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
@@ -640,11 +641,6 @@ func inert(tid int) bool {
 // sameStart compares start times in clock ticks with a tick of tolerance,
 // as the core does.
 func sameStart(a, b uint64) bool { return a <= b+1 && b <= a+1 }
-
-// sameTask is core.SameTask: the task /proc shows started at seen is the
-// one recorded at start unless it started after it (a start recorded from
-// a fork event is late, never early).
-func sameTask(recorded, seen uint64) bool { return seen <= recorded+1 }
 
 const wnothread = 0x20000000 // __WNOTHREAD: only this thread's tracees
 
