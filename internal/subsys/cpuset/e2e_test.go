@@ -197,10 +197,15 @@ type family struct {
 // waits. Cleanup kills each of them by PID and reaps the shell.
 func startFamily(t *testing.T) *family {
 	t.Helper()
-	script := `read line
+	// A background job of a non-interactive shell gets /dev/null as its
+	// stdin before its own redirections apply (so "<&0" would not help):
+	// the helper gets the shell's stdin through fd 3, and lives until the
+	// test closes it (or kills it).
+	script := `exec 3<&0
+read line
 sleep 300 &
 echo "pid $!"
-"$HELPER_BIN" &
+"$HELPER_BIN" <&3 3<&- &
 echo "pid $!"
 wait`
 	sh := exec.Command("/bin/sh", "-c", script)
