@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -59,16 +60,18 @@ func spin(d time.Duration) {
 	}
 }
 
-var sink uint64
+// sink keeps burn's result alive; several threads burn at once, so it is
+// atomic.
+var sink atomic.Uint64
 
 // burn is a few hundred microseconds of arithmetic the compiler cannot
 // drop.
 func burn() {
-	x := sink
+	x := sink.Load()
 	for i := range uint64(1 << 20) {
 		x = x*6364136223846793005 + i
 	}
-	sink = x
+	sink.Store(x)
 }
 
 // shLoop is a shell busy loop of n iterations: about 1 ms of CPU per
