@@ -49,6 +49,12 @@ func TestParsePID(t *testing.T) {
 		{data: "1.0", wantErr: syscall.EINVAL},
 		{data: "2147483648", wantErr: syscall.EINVAL}, // out of int range
 		{data: "099", wantErr: syscall.EINVAL},        // not octal
+		{data: "1\xa0", want: 1},                      // Latin-1 no-break space: the kernel's isspace
+		{data: "1\xc2\xa0", wantErr: syscall.EINVAL},  // UTF-8 U+00A0 is not
+		{data: "\v\f1\r", want: 1},
+		{data: "1_00", wantErr: syscall.EINVAL},
+		{data: "0b11", wantErr: syscall.EINVAL},
+		{data: "+7", want: 7},
 	}
 	for _, tc := range tests {
 		t.Run(strconv.Quote(tc.data), func(t *testing.T) {
@@ -56,45 +62,6 @@ func TestParsePID(t *testing.T) {
 			checkErrno(t, "ParsePID("+strconv.Quote(tc.data)+")", err, tc.wantErr)
 			if tc.wantErr == 0 && got != tc.want {
 				t.Errorf("ParsePID(%q): got %d, want %d", tc.data, got, tc.want)
-			}
-		})
-	}
-}
-
-// The kernel parses tasks, cgroup.procs and every s64/u64 file with
-// kstrtoint, kstrtoll or kstrtoull(buf, 0): decimal, 0x hex or 0 octal, an
-// optional '+', and nothing else. strconv with base 0 follows Go's syntax
-// instead, which also takes digit separators and 0b/0o prefixes, and (in
-// ParseUint) no '+'.
-func TestParseKernelIntegerSyntax(t *testing.T) {
-	tests := []struct {
-		data    string
-		want    uint64
-		wantErr syscall.Errno
-	}{
-		{data: "1_00", wantErr: syscall.EINVAL},
-		{data: "0b1100100", wantErr: syscall.EINVAL},
-		{data: "0o144", wantErr: syscall.EINVAL},
-		{data: "0B11", wantErr: syscall.EINVAL},
-		{data: "0X64", want: 100},
-		{data: "+100", want: 100},
-	}
-	for _, tc := range tests {
-		t.Run(strconv.Quote(tc.data), func(t *testing.T) {
-			pid, err := ParsePID(tc.data)
-			checkErrno(t, "ParsePID("+strconv.Quote(tc.data)+")", err, tc.wantErr)
-			if tc.wantErr == 0 && err == nil && uint64(pid) != tc.want {
-				t.Errorf("ParsePID(%q): got %d, want %d", tc.data, pid, tc.want)
-			}
-			i, err := ParseInt(tc.data)
-			checkErrno(t, "ParseInt("+strconv.Quote(tc.data)+")", err, tc.wantErr)
-			if tc.wantErr == 0 && err == nil && uint64(i) != tc.want {
-				t.Errorf("ParseInt(%q): got %d, want %d", tc.data, i, tc.want)
-			}
-			u, err := ParseU64(tc.data)
-			checkErrno(t, "ParseU64("+strconv.Quote(tc.data)+")", err, tc.wantErr)
-			if tc.wantErr == 0 && err == nil && u != tc.want {
-				t.Errorf("ParseU64(%q): got %d, want %d", tc.data, u, tc.want)
 			}
 		})
 	}

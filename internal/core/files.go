@@ -4,23 +4,22 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 )
 
 // coreFiles is the table of files every container of every hierarchy has
-// (SPEC section 3).
+// (the kernel's cgroup1_base_files).
 func coreFiles(r *Registry) []File {
 	return []File{
-		{Name: "tasks", Flags: WriteUnlocked, Read: readPIDs(false), Write: writePID(r, false)},
-		{Name: "cgroup.procs", Flags: WriteUnlocked, Read: readPIDs(true), Write: writePID(r, true)},
+		{Name: "tasks", Read: readPIDs(false), WriteUnlocked: writePID(r, false)},
+		{Name: "cgroup.procs", Read: readPIDs(true), WriteUnlocked: writePID(r, true)},
 		{Name: "notify_on_release",
-			Read:  func(c *Container) (string, error) { return boolFile(c.notifyOnRelease), nil },
-			Write: writeBool(func(c *Container, v bool) { c.notifyOnRelease = v }),
+			ReadU64:  func(c *Container) uint64 { return b2u(c.notifyOnRelease) },
+			WriteU64: func(c *Container, _ Caller, v uint64) error { c.notifyOnRelease = v != 0; return nil },
 		},
 		{Name: "cgroup.clone_children",
-			Read:  func(c *Container) (string, error) { return boolFile(c.cloneChildren), nil },
-			Write: writeBool(func(c *Container, v bool) { c.cloneChildren = v }),
+			ReadU64:  func(c *Container) uint64 { return b2u(c.cloneChildren) },
+			WriteU64: func(c *Container, _ Caller, v uint64) error { c.cloneChildren = v != 0; return nil },
 		},
 		{Name: "release_agent", Flags: OnlyOnRoot,
 			Read: func(c *Container) (string, error) { return c.h.opts.ReleaseAgent + "\n", nil },
@@ -29,7 +28,7 @@ func coreFiles(r *Registry) []File {
 				if who.UID != 0 {
 					return fmt.Errorf("release_agent: %w", syscall.EPERM)
 				}
-				v := strings.TrimSpace(data)
+				v := Strstrip(data)
 				if len(v) > pathMax-1 {
 					v = v[:pathMax-1]
 				}
@@ -38,95 +37,16 @@ func coreFiles(r *Registry) []File {
 			},
 		},
 		{Name: "cgroup.sane_behavior", Flags: OnlyOnRoot,
-			Read: func(*Container) (string, error) { return "0\n", nil },
+			ReadU64: func(*Container) uint64 { return 0 },
 		},
 	}
 }
 
-func boolFile(v bool) string {
+func b2u(v bool) uint64 {
 	if v {
-		return "1\n"
+		return 1
 	}
-	return "0\n"
-}
-
-// writeBool parses a u64 as cgroup v1's write_u64 handlers do: any non-zero
-// value is true, anything not a number is EINVAL.
-func writeBool(set func(*Container, bool)) func(*Container, Caller, string) error {
-	return func(c *Container, _ Caller, data string) error {
-		v, err := KstrtoU64(data)
-		if err != nil {
-			return err
-		}
-		set(c, v != 0)
-		return nil
-	}
-}
-
-// ParseU64 parses one unsigned integer as the kernel's kstrtoull(buf, 0)
-// does after stripping whitespace: an optional '+', then 0x hex, 0 octal or
-// decimal; nothing else (no '_', no 0b or 0o). EINVAL otherwise.
-func ParseU64(data string) (uint64, error) {
-	s := strings.TrimSpace(data)
-	v, err := parseKernelUint(strings.TrimPrefix(s, "+"), 64)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a number: %w", s, syscall.EINVAL)
-	}
-	return v, nil
-}
-
-// KstrtoU64 parses exactly as the kernel's kstrtoull(buf, 0) does on a
-// buffer nobody stripped, as cgroup's write_u64 files get it: an optional
-// '+', the number, and at most one trailing newline; no other whitespace.
-func KstrtoU64(data string) (uint64, error) {
-	s := strings.TrimSuffix(data, "\n")
-	v, err := parseKernelUint(strings.TrimPrefix(s, "+"), 64)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a number: %w", data, syscall.EINVAL)
-	}
-	return v, nil
-}
-
-// KstrtoS64 is kstrtoll(buf, 0) on an unstripped buffer, for write_s64
-// files.
-func KstrtoS64(data string) (int64, error) {
-	s := strings.TrimSuffix(data, "\n")
-	if strings.TrimSpace(s) != s {
-		return 0, fmt.Errorf("%q is not a number: %w", data, syscall.EINVAL)
-	}
-	return ParseInt(s)
-}
-
-// ParseInt parses one signed integer as kstrtoll(buf, 0) does.
-func ParseInt(data string) (int64, error) {
-	s := strings.TrimSpace(data)
-	neg := strings.HasPrefix(s, "-")
-	u, err := parseKernelUint(strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+"), 64)
-	switch {
-	case err != nil || (neg && strings.HasPrefix(s, "-+")):
-		return 0, fmt.Errorf("%q is not a number: %w", s, syscall.EINVAL)
-	case neg && u <= 1<<63:
-		return -int64(u), nil
-	case !neg && u < 1<<63:
-		return int64(u), nil
-	}
-	return 0, fmt.Errorf("%q is out of range: %w", s, syscall.EINVAL)
-}
-
-// parseKernelUint is _parse_integer with base 0: 0x or 0X is hex, a
-// leading 0 octal, else decimal.
-func parseKernelUint(s string, bits int) (uint64, error) {
-	base := 10
-	switch {
-	case len(s) > 2 && (s[:2] == "0x" || s[:2] == "0X"):
-		base, s = 16, s[2:]
-	case len(s) > 1 && s[0] == '0':
-		base, s = 8, s[1:]
-	}
-	if s == "" || strings.ContainsAny(s, "_+-") {
-		return 0, strconv.ErrSyntax
-	}
-	return strconv.ParseUint(s, base, bits)
+	return 0
 }
 
 // readPIDs lists the container's TIDs, or its TGIDs, sorted and unique as
@@ -161,8 +81,8 @@ func readPIDs(tgids bool) func(*Container) (string, error) {
 }
 
 // writePID is the write handler of tasks and cgroup.procs. Attach reads
-// /proc before it takes the registry lock, so the file is WriteUnlocked.
-func writePID(r *Registry, group bool) func(*Container, Caller, string) error {
+// /proc before it takes the registry lock, so the handler is unlocked.
+func writePID(r *Registry, group bool) UnlockedWrite {
 	return func(c *Container, who Caller, data string) error {
 		pid, err := ParsePID(data)
 		if err != nil {
@@ -172,19 +92,21 @@ func writePID(r *Registry, group bool) func(*Container, Caller, string) error {
 	}
 }
 
-// ParsePID parses a write to tasks or cgroup.procs: exactly one non-negative
-// integer (cgroup v1 uses kstrtoint on the stripped buffer).
+// ParsePID parses a write to tasks or cgroup.procs as
+// cgroup_procs_write_start does: kstrtoint(strstrip(buf), 0), and EINVAL
+// for anything that is not a non-negative int (ERANGE included).
 func ParsePID(data string) (int, error) {
-	v, err := ParseInt(data)
-	if err != nil || v < 0 || v > 1<<31-1 {
-		return 0, fmt.Errorf("%q is not a PID: %w", strings.TrimSpace(data), syscall.EINVAL)
+	s := Strstrip(data)
+	v, err := Kstrtoint(s)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%q is not a PID: %w", s, syscall.EINVAL)
 	}
 	return int(v), nil
 }
 
 // ReadFile formats control file f of container c.
 func (r *Registry) ReadFile(c *Container, f *BoundFile) (string, error) {
-	if f.Read == nil {
+	if !f.Readable() {
 		return "", fmt.Errorf("%s is write-only: %w", f.Name, syscall.EINVAL)
 	}
 	r.lock()
@@ -192,21 +114,52 @@ func (r *Registry) ReadFile(c *Container, f *BoundFile) (string, error) {
 	if c.removed {
 		return "", fmt.Errorf("%s: container removed: %w", f.Name, syscall.ENODEV)
 	}
+	switch {
+	case f.ReadU64 != nil:
+		return strconv.FormatUint(f.ReadU64(c), 10) + "\n", nil
+	case f.ReadS64 != nil:
+		return strconv.FormatInt(f.ReadS64(c), 10) + "\n", nil
+	}
 	return f.Read(c)
 }
 
-// WriteFile hands one write(2) to control file f of container c.
+// WriteFile hands one write(2) to control file f of container c, as the
+// kernel's kernfs and cgroup_file_write do: E2BIG beyond MaxWrite, the
+// data cut at a NUL, numbers parsed for the typed handlers. Nothing is
+// changed when it fails.
 func (r *Registry) WriteFile(c *Container, f *BoundFile, who Caller, data string) error {
-	if f.Write == nil {
+	if !f.Writable() {
 		return fmt.Errorf("%s is read-only: %w", f.Name, syscall.EINVAL)
 	}
-	if f.Flags&WriteUnlocked != 0 {
-		return f.Write(c, who, data)
+	if len(data) > MaxWrite {
+		return fmt.Errorf("%s: a write of %d bytes, at most %d: %w", f.Name, len(data), MaxWrite, syscall.E2BIG)
+	}
+	data = CString(data)
+	if f.WriteUnlocked != nil {
+		return f.WriteUnlocked(c, who, data)
+	}
+	var u uint64
+	var s int64
+	var err error
+	switch {
+	case f.WriteU64 != nil:
+		u, err = Kstrtoull(data)
+	case f.WriteS64 != nil:
+		s, err = Kstrtoll(data)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.Name, err)
 	}
 	r.lock()
 	defer r.unlock()
 	if c.removed {
 		return fmt.Errorf("%s: container removed: %w", f.Name, syscall.ENODEV)
+	}
+	switch {
+	case f.WriteU64 != nil:
+		return f.WriteU64(c, who, u)
+	case f.WriteS64 != nil:
+		return f.WriteS64(c, who, s)
 	}
 	return f.Write(c, who, data)
 }

@@ -175,7 +175,11 @@ func TestBoolFiles(t *testing.T) {
 		{data: "yes", wantErrno: syscall.EINVAL},
 		{data: "-1", wantErrno: syscall.EINVAL},
 		{data: "1 1", wantErrno: syscall.EINVAL},
-		{data: "18446744073709551616", wantErrno: syscall.EINVAL},
+		{data: "18446744073709551616", wantErrno: syscall.ERANGE}, // kstrtoull checks overflow first
+		{data: " 1", wantErrno: syscall.EINVAL},                   // write_u64 strips nothing
+		{data: "1\n\n", wantErrno: syscall.EINVAL},
+		{data: "1\x00junk", want: "1\n"}, // the handler sees a C string
+		{data: strings.Repeat("0", MaxWrite+1), wantErrno: syscall.E2BIG},
 	}
 	for _, name := range []string{"notify_on_release", "cgroup.clone_children"} {
 		for _, onRoot := range []bool{true, false} {
@@ -215,7 +219,7 @@ func TestBoolFiles(t *testing.T) {
 }
 
 func TestReleaseAgentFile(t *testing.T) {
-	long := "/" + strings.Repeat("a", 5000)
+	long := "/" + strings.Repeat("a", MaxWrite-1)
 	tests := []struct {
 		name      string
 		mount     string
@@ -232,6 +236,8 @@ func TestReleaseAgentFile(t *testing.T) {
 			want: "/bin/other\n"},
 		{name: "cleared", mount: "s,release_agent=/sbin/agent", who: rootCaller, data: "\n", want: "\n"},
 		{name: "at most PATH_MAX-1", mount: "s", who: rootCaller, data: long, want: long[:4095] + "\n"},
+		{name: "a write over a page", mount: "s,release_agent=/sbin/agent", who: rootCaller, data: long + "a",
+			wantErrno: syscall.E2BIG, want: "/sbin/agent\n"},
 		{name: "non-root writer", mount: "s,release_agent=/sbin/agent", who: Caller{PID: 5, UID: 1000}, data: "/tmp/evil",
 			wantErrno: syscall.EPERM, want: "/sbin/agent\n"},
 	}
@@ -296,4 +302,41 @@ func TestSubsystemFileHandlers(t *testing.T) {
 	checkErrno(t, "write to a removed container", r.WriteFile(c, f, rootCaller, "x"), syscall.ENODEV)
 	_, err := r.ReadFile(c, f)
 	checkErrno(t, "read of a removed container", err, syscall.ENODEV)
+}
+
+// A file declares one read form and at most one write form; anything else
+// is refused when the subsystem is registered.
+func TestFileDeclarations(t *testing.T) {
+	read := func(*Container) (string, error) { return "", nil }
+	readU := func(*Container) uint64 { return 0 }
+	write := func(*Container, Caller, string) error { return nil }
+	writeU := func(*Container, Caller, uint64) error { return nil }
+	bad := []File{
+		{Name: "none"},
+		{Read: read},
+		{Name: "two reads", Read: read, ReadU64: readU},
+		{Name: "two writes", Write: write, WriteU64: writeU},
+		{Name: "locked and not", Read: read, Write: write, WriteUnlocked: write},
+	}
+	for _, f := range bad {
+		if err := f.check(); err == nil {
+			t.Errorf("file %q: declaration accepted", f.Name)
+		}
+	}
+	good := []File{
+		{Name: "r", Read: read},
+		{Name: "u", ReadU64: readU, WriteU64: writeU},
+		{Name: "w", WriteUnlocked: write},
+	}
+	for _, f := range good {
+		if err := f.check(); err != nil {
+			t.Errorf("file %q: %v", f.Name, err)
+		}
+	}
+	if got := good[1].Perm(); got != 0o644 {
+		t.Errorf("u64 file mode %o, want 644", got)
+	}
+	if got := good[2].Perm(); got != 0o200 {
+		t.Errorf("unlocked write-only file mode %o, want 200", got)
+	}
 }

@@ -50,6 +50,11 @@ func NewRegistry(procs Procs, subsys ...Subsys) *Registry {
 		nextID:     1,
 	}
 	for _, ss := range subsys {
+		for _, f := range ss.Files() {
+			if err := f.check(); err != nil {
+				panic("subsystem " + ss.Name() + ": " + err.Error())
+			}
+		}
 		r.subsys = append(r.subsys, newHooks(ss))
 	}
 	return r

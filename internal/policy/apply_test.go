@@ -246,7 +246,7 @@ func dump(t *testing.T, reg *core.Registry) []string {
 					continue
 				}
 				line := fmt.Sprintf("%s %s/%s %+v", hl, p, e.File.Name, e.Attr)
-				if e.File.Read != nil && e.File.Write != nil && !slices.Contains(membership, e.File.Name) {
+				if e.File.Readable() && e.File.Writable() && !slices.Contains(membership, e.File.Name) {
 					v, err := reg.ReadFile(c, e.File)
 					if err != nil {
 						t.Fatal(err)

@@ -39,18 +39,12 @@ type CoreModel struct{ Reg *core.Registry }
 
 var _ Model = CoreModel{}
 
-// ownView marks the policy's own moves in core.Caller.View, so that an
-// observer of attaches can tell them from moves made by hand.
-type ownView struct{}
-
-// Caller is who the policy acts as: root, marked as the policy.
-var Caller = core.Caller{View: ownView{}}
+// Caller is who the policy acts as: root, with the policy's origin, so
+// that an observer of attaches can tell its moves from moves made by hand.
+var Caller = core.Caller{Origin: core.ByPolicy}
 
 // Own tells whether a move was made by the policy engine, not by hand.
-func Own(who core.Caller) bool {
-	_, ok := who.View.(ownView)
-	return ok
-}
+func Own(who core.Caller) bool { return who.Origin == core.ByPolicy }
 
 // Hierarchies implements Tree.
 func (m CoreModel) Hierarchies() []*core.Hierarchy { return m.Reg.Hierarchies() }

@@ -47,7 +47,7 @@ func (k *knob) Files() []core.File {
 		{Name: "shares",
 			Read: func(c *core.Container) (string, error) { return st(c).shares + "\n", nil },
 			Write: func(c *core.Container, _ core.Caller, data string) error {
-				v, err := core.ParseU64(data)
+				v, err := core.Kstrtoull(data)
 				if err != nil || v < 2 {
 					return fmt.Errorf("shares %q: %w", data, syscall.EINVAL)
 				}

@@ -187,7 +187,7 @@ func freshDefaults(h *core.Hierarchy, fresh func() []core.Subsys) (*freshValues,
 func readAll(reg *core.Registry, c *core.Container) map[string]string {
 	m := map[string]string{}
 	for _, e := range c.List() {
-		if e.File != nil && e.File.Read != nil {
+		if e.File != nil && e.File.Readable() {
 			if v, err := reg.ReadFile(c, e.File); err == nil {
 				m[e.File.Name] = v
 			}
@@ -215,7 +215,7 @@ func settingsOf(reg *core.Registry, h *core.Hierarchy, c *core.Container, fv *fr
 	var errs []error
 	for _, e := range c.List() {
 		f := e.File
-		if f == nil || f.Read == nil || f.Write == nil || f.Flags&core.NotSetting != 0 || slices.Contains(membership, f.Name) {
+		if f == nil || !f.Readable() || !f.Writable() || f.Flags&core.NotSetting != 0 || slices.Contains(membership, f.Name) {
 			continue
 		}
 		v, err := reg.ReadFile(c, f)

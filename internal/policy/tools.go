@@ -255,7 +255,7 @@ func Get(reg *core.Registry, o GetOptions) ([]string, error) {
 					return nil, fmt.Errorf("cgget %s:%s: %w", label(h), g.path, err)
 				}
 				for _, e := range c.List() {
-					if e.File == nil || e.File.Read == nil || !fileOf(e.File.Name, g.ctrls, h) {
+					if e.File == nil || !e.File.Readable() || !fileOf(e.File.Name, g.ctrls, h) {
 						continue
 					}
 					if err := values(e.File.Name, c, e.File); err != nil {

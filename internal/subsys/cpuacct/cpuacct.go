@@ -492,7 +492,7 @@ func cputimeAdjust(rtime, utime, stime uint64, prevU, prevS *uint64) (uint64, ui
 // reset is accepted and does nothing, as the kernel refuses to reset the
 // machine's kernel_cpustat.
 func (s *Subsys) writeUsage(c *core.Container, _ core.Caller, data string) error {
-	v, err := core.ParseU64(data)
+	v, err := core.Kstrtoull(data)
 	if err != nil {
 		return fmt.Errorf("cpuacct.usage: %w", err)
 	}

@@ -230,7 +230,7 @@ func (s *Subsys) Files() []core.File {
 		{Name: "memory_pressure_enabled", Flags: core.OnlyOnRoot,
 			Read: func(c *core.Container) (string, error) { return boolFile(s.stateOf(c).pressureEnabled), nil },
 			Write: func(c *core.Container, _ core.Caller, data string) error {
-				v, err := core.ParseU64(data)
+				v, err := core.Kstrtoull(data)
 				if err != nil {
 					return fmt.Errorf("memory_pressure_enabled: %w", err)
 				}
@@ -368,7 +368,7 @@ func (s *Subsys) flagFile(name string, f flag) core.File {
 		Name: name,
 		Read: func(c *core.Container) (string, error) { return boolFile(s.stateOf(c).has(f)), nil },
 		Write: func(c *core.Container, _ core.Caller, data string) error {
-			v, err := core.ParseU64(data)
+			v, err := core.Kstrtoull(data)
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
@@ -396,7 +396,7 @@ func (s *Subsys) readRelax(c *core.Container) (string, error) {
 // writeRelax is update_relax_domain_level: -1 (the system default) up to
 // the highest scheduling-domain level.
 func (s *Subsys) writeRelax(c *core.Container, _ core.Caller, data string) error {
-	v, err := core.ParseInt(data)
+	v, err := core.Kstrtoll(data)
 	if err != nil {
 		return fmt.Errorf("sched_relax_domain_level: %w", err)
 	}

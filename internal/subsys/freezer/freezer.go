@@ -3,7 +3,6 @@ package freezer
 import (
 	"fmt"
 	"log"
-	"strings"
 	"syscall"
 	"time"
 
@@ -141,13 +140,13 @@ func (s *Subsys) Files() []core.File {
 		}
 	}
 	return []core.File{
-		{Name: "state", Flags: core.NotOnRoot | core.WriteUnlocked,
+		{Name: "state", Flags: core.NotOnRoot,
 			Read: func(c *core.Container) (string, error) { return s.stateLocked(c) + "\n", nil },
-			Write: func(c *core.Container, _ core.Caller, data string) error {
+			WriteUnlocked: func(c *core.Container, _ core.Caller, data string) error {
 				// cgroup v1 (freezer_write): the stripped buffer must be
 				// THAWED or FROZEN; FREEZING and anything else is EINVAL.
 				var freeze bool
-				switch v := strings.TrimSpace(data); v {
+				switch v := core.Strstrip(data); v {
 				case "FROZEN":
 					freeze = true
 				case "THAWED":

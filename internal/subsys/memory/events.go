@@ -61,10 +61,10 @@ func (ev *event) signal() {
 // every container of a hierarchy with memory (0222, as the kernel's).
 func (s *Subsys) eventControlFile() core.File {
 	return core.File{
-		Name:  "cgroup.event_control",
-		Flags: core.NoPrefix | core.WriteUnlocked | core.NotSetting,
-		Mode:  0o222,
-		Write: s.writeEventControl,
+		Name:          "cgroup.event_control",
+		Flags:         core.NoPrefix | core.NotSetting,
+		Mode:          0o222,
+		WriteUnlocked: s.writeEventControl,
 	}
 }
 

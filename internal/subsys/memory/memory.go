@@ -349,7 +349,7 @@ func (s *Subsys) Files() []core.File {
 		{Name: "use_hierarchy",
 			Read: func(*core.Container) (string, error) { return "1\n", nil },
 			Write: func(_ *core.Container, _ core.Caller, data string) error {
-				v, err := core.KstrtoU64(data)
+				v, err := core.Kstrtoull(data)
 				if err != nil {
 					return fmt.Errorf("memory.use_hierarchy: %w", err)
 				}
@@ -368,7 +368,7 @@ func (s *Subsys) Files() []core.File {
 				return strconv.FormatUint(st.swappiness, 10) + "\n", nil
 			}),
 			Write: s.lockedWrite(func(e *engine, st *cstate, data string) error {
-				v, err := core.KstrtoU64(data)
+				v, err := core.Kstrtoull(data)
 				if err != nil {
 					return fmt.Errorf("memory.swappiness: %w", err)
 				}
@@ -389,7 +389,7 @@ func (s *Subsys) Files() []core.File {
 				return strconv.FormatUint(st.moveCharge, 10) + "\n", nil
 			}),
 			Write: s.lockedWrite(func(e *engine, st *cstate, data string) error {
-				v, err := core.KstrtoU64(data)
+				v, err := core.Kstrtoull(data)
 				if err != nil {
 					return fmt.Errorf("memory.move_charge_at_immigrate: %w", err)
 				}
@@ -407,7 +407,7 @@ func (s *Subsys) Files() []core.File {
 					b2i(st.oomKillDisable), b2i(st.underOOM()), st.oomKill), nil
 			}),
 			Write: s.lockedWrite(func(e *engine, st *cstate, data string) error {
-				v, err := core.KstrtoU64(data)
+				v, err := core.Kstrtoull(data)
 				if err != nil {
 					return fmt.Errorf("memory.oom_control: %w", err)
 				}
