@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestOrphanHelper is the child of TestDaemonOutlivesNoTest: it starts a
@@ -81,4 +84,19 @@ func isMounted(t *testing.T, dir string) bool {
 		}
 	}
 	return false
+}
+
+func TestFileHelpers(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/f"
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	MustWrite(t, p, "abc")
+	if got := ReadFile(t, p); got != "abc" {
+		t.Errorf("ReadFile = %q", got)
+	}
+	if err := WriteFile(t, dir+"/missing/f", "x"); !errors.Is(err, unix.ENOENT) {
+		t.Errorf("WriteFile to a missing directory: %v, want ENOENT", err)
+	}
 }
