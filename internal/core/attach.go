@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"syscall"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // Attach moves task pid into dst, as a write to dst's tasks file does; with
@@ -83,7 +85,7 @@ func (r *Registry) lookup(pid int, root bool) (TaskInfo, error) {
 	if root && tgid != 0 {
 		if st, ok := r.procs.(StatReader); ok {
 			ti, err := st.Stat(pid)
-			if err == nil && SameTask(start, ti.Start) {
+			if err == nil && proc.SameStart(start, ti.Start) {
 				ti.TID, ti.TGID = pid, tgid
 				return ti, nil
 			}
@@ -163,7 +165,7 @@ func (r *Registry) migrateLocked(ts *TaskSet) error {
 // a reused TID: the old task has exited.
 func (r *Registry) taskLocked(info TaskInfo) *Task {
 	t := r.tasks[info.TID]
-	if t != nil && SameTask(t.Start, info.Start) {
+	if t != nil && proc.SameStart(t.Start, info.Start) {
 		return t
 	}
 	if t != nil {
@@ -242,21 +244,6 @@ func (r *Registry) AddTask(info TaskInfo) {
 	r.taskLocked(info)
 }
 
-// sameStart compares start times in clock ticks. The proc connector stamps
-// a fork a little after the kernel took the task's start time, so the two
-// may fall on either side of a tick.
-func sameStart(a, b uint64) bool { return a <= b+1 && b <= a+1 }
-
-// SameTask tells whether the task /proc shows with start time seen (field
-// 22 of stat, clock ticks since boot) is the one recorded with start time
-// recorded. A start recorded from a fork event is the event's timestamp,
-// taken after the kernel took the task's start time: a tick or many later
-// when the forking task was preempted in between (under load), never
-// earlier. So the task is the same unless /proc shows it started after the
-// recorded time (beyond a tick of rounding), which is what a task that
-// reused the TID shows.
-func SameTask(recorded, seen uint64) bool { return seen <= recorded+1 }
-
 // Fork records that parentTID created child: the child enters its parent's
 // container in every hierarchy, then every subsystem's Fork hook runs. A
 // thread (TID != TGID) joins its thread group's leader instead. If neither
@@ -268,7 +255,7 @@ func (r *Registry) Fork(parentTID int, child TaskInfo) bool {
 	r.lock()
 	defer r.unlock()
 	if old := r.tasks[child.TID]; old != nil {
-		if sameStart(old.Start, child.Start) || old.Start > child.Start {
+		if old.ID().Is(child.ID()) || old.Start > child.Start {
 			return true
 		}
 		r.exitLocked(old) // its exit event was lost: the TID is reused
@@ -395,7 +382,7 @@ func (r *Registry) Resync(scan []ScanTask) (added, removed int) {
 		seen[st.TID] = st.Start
 	}
 	for tid, t := range r.tasks {
-		if start, ok := seen[tid]; !ok || !SameTask(t.Start, start) {
+		if start, ok := seen[tid]; !ok || !proc.SameStart(t.Start, start) {
 			r.exitLocked(t)
 			removed++
 		}

@@ -11,12 +11,12 @@ import (
 
 // The machine the attach tests run on.
 var (
-	userProc   = proc(100, 1000, 10) // threads 101 and 102
+	userProc   = taskInfo(100, 1000, 10) // threads 101 and 102
 	userThread = []TaskInfo{thread(101, 100, 1000, 11), thread(102, 100, 1000, 12)}
-	rootProc   = proc(200, 0, 20)
+	rootProc   = taskInfo(200, 0, 20)
 	setuidProc = TaskInfo{TID: 300, TGID: 300, Start: 30, UID: 2000, SUID: 1000}
 	kthread    = TaskInfo{TID: 2, TGID: 2, Start: 1, NoSetAffinity: true}
-	daemonProc = proc(500, 0, 5) // thread 501
+	daemonProc = taskInfo(500, 0, 5) // thread 501
 	daemonThr  = thread(501, 500, 0, 6)
 )
 
@@ -248,7 +248,7 @@ func TestAttachReusedTID(t *testing.T) {
 	moveTo(t, r, xb, 200)
 	log.take()
 
-	p.set(proc(200, 0, 5000)) // 200 exited unseen; a new 200 started
+	p.set(taskInfo(200, 0, 5000)) // 200 exited unseen; a new 200 started
 	moveTo(t, r, ya, 200)
 
 	want := []string{

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // Container is a group of tasks in one hierarchy: a directory of the
@@ -376,7 +378,7 @@ func (r *Registry) reapExited(parent *Container, name string) {
 	r.unlock()
 	var gone []Task
 	for _, t := range ts {
-		if info, err := r.procs.Task(t.TID); err != nil || info.Exited || !SameTask(t.Start, info.Start) {
+		if info, err := r.procs.Task(t.TID); err != nil || info.Exited || !proc.SameStart(t.Start, info.Start) {
 			gone = append(gone, t)
 		}
 	}

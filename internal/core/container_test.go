@@ -225,7 +225,7 @@ func TestRmdir(t *testing.T) {
 			log := &callLog{}
 			s := newFake("s", log)
 			s.files = fakeFiles()
-			r := NewRegistry(newProcs(proc(100, 0, 1)), s)
+			r := NewRegistry(newProcs(taskInfo(100, 0, 1)), s)
 			h := mustMount(t, r, "s")
 			root := h.Root()
 			mustMkdir(t, r, root, "empty")
@@ -292,7 +292,7 @@ func TestRename(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newFake("s", &callLog{})
 			s.files = fakeFiles()
-			r := NewRegistry(newProcs(proc(100, 0, 1)), s)
+			r := NewRegistry(newProcs(taskInfo(100, 0, 1)), s)
 			h := mustMount(t, r, "s")
 			a := mustMkdir(t, r, h.Root(), "a")
 			b := mustMkdir(t, r, h.Root(), "b")
@@ -329,7 +329,7 @@ func TestRename(t *testing.T) {
 // runs for them.
 func TestNewHierarchyTakesEveryTask(t *testing.T) {
 	log := &callLog{}
-	tasks := []TaskInfo{proc(30, 0, 1), proc(10, 0, 1), thread(11, 10, 0, 2)}
+	tasks := []TaskInfo{taskInfo(30, 0, 1), taskInfo(10, 0, 1), thread(11, 10, 0, 2)}
 	r := NewRegistry(newProcs(tasks...), newFake("a", log), newFake("b", log))
 	for _, ti := range tasks {
 		r.AddTask(ti)
@@ -364,7 +364,7 @@ type forkRig struct {
 func newForkRig(t *testing.T) *forkRig {
 	t.Helper()
 	g := &forkRig{log: &callLog{}}
-	g.r = NewRegistry(newProcs(proc(100, 0, 10), proc(150, 0, 50), proc(300, 0, 30)),
+	g.r = NewRegistry(newProcs(taskInfo(100, 0, 10), taskInfo(150, 0, 50), taskInfo(300, 0, 30)),
 		newFake("a", g.log), newFake("b", g.log))
 	g.ha = mustMount(t, g.r, "a")
 	g.hb = mustMount(t, g.r, "b")
@@ -384,17 +384,17 @@ func TestFork(t *testing.T) {
 		wantA, wantB string
 		wantLog      []string
 	}{
-		{name: "child of a task in a container", parent: 100, child: proc(200, 0, 200),
+		{name: "child of a task in a container", parent: 100, child: taskInfo(200, 0, 200),
 			wantA: "/x", wantB: "/", wantLog: []string{"a: fork /x 200"}},
-		{name: "child of a task in containers of both", parent: 150, child: proc(200, 0, 200),
+		{name: "child of a task in containers of both", parent: 150, child: taskInfo(200, 0, 200),
 			wantA: "/y", wantB: "/z", wantLog: []string{"a: fork /y 200", "b: fork /z 200"}},
-		{name: "child of a task in the roots", parent: 300, child: proc(200, 0, 200),
+		{name: "child of a task in the roots", parent: 300, child: taskInfo(200, 0, 200),
 			wantA: "/", wantB: "/"},
 		{name: "thread joins its leader, not its cloner", parent: 150, child: thread(101, 100, 0, 200),
 			wantA: "/x", wantB: "/", wantLog: []string{"a: fork /x 101"}},
-		{name: "task already known from a scan", parent: 100, child: proc(150, 0, 50),
+		{name: "task already known from a scan", parent: 100, child: taskInfo(150, 0, 50),
 			wantA: "/y", wantB: "/z"},
-		{name: "reused TID", parent: 100, child: proc(150, 0, 9000),
+		{name: "reused TID", parent: 100, child: taskInfo(150, 0, 9000),
 			wantA: "/x", wantB: "/", wantLog: []string{"a: exit /y 150", "b: exit /z 150", "a: fork /x 150"}},
 	}
 	for _, tc := range tests {
@@ -419,8 +419,8 @@ func TestFork(t *testing.T) {
 func TestAddTask(t *testing.T) {
 	g := newForkRig(t)
 	g.r.AddTask(thread(101, 100, 0, 11))
-	g.r.AddTask(proc(400, 0, 40))
-	g.r.AddTask(proc(150, 0, 50))
+	g.r.AddTask(taskInfo(400, 0, 40))
+	g.r.AddTask(taskInfo(150, 0, 50))
 	want := []string{"a: fork /x 101"}
 	if diff := cmp.Diff(want, g.log.take()); diff != "" {
 		t.Errorf("hooks mismatch (-want +got):\n%s", diff)
@@ -595,15 +595,15 @@ func TestRmdirLateExit(t *testing.T) {
 		want  syscall.Errno
 	}{
 		{name: "reaped", after: func(p *fakeProcs) { p.remove(100) }},
-		{name: "zombie", after: func(p *fakeProcs) { z := proc(100, 0, 1); z.Exited = true; p.set(z) }},
-		{name: "pid reused", after: func(p *fakeProcs) { p.set(proc(100, 0, 9)) }},
+		{name: "zombie", after: func(p *fakeProcs) { z := taskInfo(100, 0, 1); z.Exited = true; p.set(z) }},
+		{name: "pid reused", after: func(p *fakeProcs) { p.set(taskInfo(100, 0, 9)) }},
 		{name: "alive", after: func(*fakeProcs) {}, want: syscall.EBUSY},
 		// The model's start came from a fork event stamped a few ticks
 		// after the kernel took the task's start: the same task.
-		{name: "alive, recorded late", start: 10, after: func(p *fakeProcs) { p.set(proc(100, 0, 5)) }, want: syscall.EBUSY},
+		{name: "alive, recorded late", start: 10, after: func(p *fakeProcs) { p.set(taskInfo(100, 0, 5)) }, want: syscall.EBUSY},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			procs := newProcs(proc(100, 0, max(tc.start, 1)))
+			procs := newProcs(taskInfo(100, 0, max(tc.start, 1)))
 			r := NewRegistry(procs, newFake("s", &callLog{}))
 			h := mustMount(t, r, "s")
 			moveTo(t, r, mustMkdir(t, r, h.Root(), "c"), 100)
@@ -656,13 +656,13 @@ func TestGroupAlive(t *testing.T) {
 		}},
 		{name: "a scan removes what is gone", steps: []step{
 			{func(r *Registry) { r.Fork(200, thread(201, 200, 0, 61)) }, true},
-			{func(r *Registry) { r.Resync([]ScanTask{{TaskInfo: proc(100, 0, 10)}}) }, false},
+			{func(r *Registry) { r.Resync([]ScanTask{{TaskInfo: taskInfo(100, 0, 10)}}) }, false},
 		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newForkRig(t)
-			if !g.r.Fork(100, proc(200, 0, 60)) {
+			if !g.r.Fork(100, taskInfo(200, 0, 60)) {
 				t.Fatal("Fork(100, 200): parent unknown")
 			}
 			for i, s := range tc.steps {
@@ -678,37 +678,19 @@ func TestGroupAlive(t *testing.T) {
 	}
 }
 
-func TestSameTask(t *testing.T) {
-	for _, tc := range []struct {
-		recorded, seen uint64
-		want           bool
-	}{
-		{10, 10, true},
-		{10, 11, true}, // a tick of rounding
-		{10, 9, true},
-		{10, 3, true}, // recorded from a fork event stamped late
-		{10, 12, false},
-		{10, 9000, false}, // a newer task reused the TID
-	} {
-		if got := SameTask(tc.recorded, tc.seen); got != tc.want {
-			t.Errorf("SameTask(recorded %d, seen %d) = %v, want %v", tc.recorded, tc.seen, got, tc.want)
-		}
-	}
-}
-
 // TestResyncKeepsLateStampedTask: a task whose start the model took from a
 // fork event stamped ticks after the kernel's start (the forking task was
 // preempted in between) is the same task when a scan shows the earlier
 // start: it stays where it is, with no exit and no new fork.
 func TestResyncKeepsLateStampedTask(t *testing.T) {
-	procs := newProcs(proc(100, 0, 50))
+	procs := newProcs(taskInfo(100, 0, 50))
 	log := &callLog{}
 	r := NewRegistry(procs, newFake("s", log))
 	h := mustMount(t, r, "s")
 	c := mustMkdir(t, r, h.Root(), "c")
 	moveTo(t, r, c, 100)
 	log.take()
-	added, removed := r.Resync([]ScanTask{{TaskInfo: proc(100, 0, 45)}})
+	added, removed := r.Resync([]ScanTask{{TaskInfo: taskInfo(100, 0, 45)}})
 	if added != 0 || removed != 0 {
 		t.Errorf("Resync: added %d, removed %d; want 0, 0", added, removed)
 	}

@@ -196,7 +196,7 @@ func (p *fakeProcs) Threads(tgid int) ([]int, error) {
 }
 
 // proc is a process's leader owned by uid, started at tick start.
-func proc(tid int, uid uint32, start uint64) TaskInfo {
+func taskInfo(tid int, uid uint32, start uint64) TaskInfo {
 	return TaskInfo{TID: tid, TGID: tid, Start: start, UID: uid, SUID: uid}
 }
 

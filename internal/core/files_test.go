@@ -124,11 +124,11 @@ func TestReadTasksAndProcs(t *testing.T) {
 		wantProcs string
 	}{
 		{name: "empty", wantTasks: "", wantProcs: ""},
-		{name: "one", tasks: []TaskInfo{proc(42, 0, 1)}, wantTasks: "42\n", wantProcs: "42\n"},
+		{name: "one", tasks: []TaskInfo{taskInfo(42, 0, 1)}, wantTasks: "42\n", wantProcs: "42\n"},
 		{
 			name: "sorted numerically, procs unique",
 			tasks: []TaskInfo{
-				thread(1002, 100, 0, 1), proc(100, 0, 1), proc(9, 0, 1), thread(101, 100, 0, 1),
+				thread(1002, 100, 0, 1), taskInfo(100, 0, 1), taskInfo(9, 0, 1), thread(101, 100, 0, 1),
 				thread(31, 30, 0, 1), // a thread whose leader is elsewhere
 			},
 			wantTasks: "9\n31\n100\n101\n1002\n",

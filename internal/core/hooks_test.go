@@ -21,9 +21,9 @@ func newHookRig(t *testing.T) *hookRig {
 	t.Helper()
 	log := &callLog{}
 	g := &hookRig{log: log, a: newFake("a", log), b: newFake("b", log), c: newFake("c", log)}
-	g.r = NewRegistry(newProcs(proc(100, 0, 10)), g.a, plainSubsys{"plain"}, g.b, g.c)
+	g.r = NewRegistry(newProcs(taskInfo(100, 0, 10)), g.a, plainSubsys{"plain"}, g.b, g.c)
 	g.h = mustMount(t, g.r, "a,b,c,plain")
-	g.r.AddTask(proc(100, 0, 10))
+	g.r.AddTask(taskInfo(100, 0, 10))
 	return g
 }
 
@@ -171,7 +171,7 @@ func TestHookOrderForkExit(t *testing.T) {
 	moveTo(t, g.r, x, 100)
 	g.log.take()
 
-	g.r.Fork(100, proc(200, 0, 20))
+	g.r.Fork(100, taskInfo(200, 0, 20))
 	want := []string{"a: fork /x 200", "b: fork /x 200", "c: fork /x 200"}
 	if diff := cmp.Diff(want, g.log.take()); diff != "" {
 		t.Errorf("fork hooks mismatch (-want +got):\n%s", diff)

@@ -244,7 +244,7 @@ func TestMount(t *testing.T) {
 func TestUnmountTearsDownEmpty(t *testing.T) {
 	log := &callLog{}
 	r := newMountRegistry(log)
-	r.AddTask(proc(100, 0, 1))
+	r.AddTask(taskInfo(100, 0, 1))
 	h := mustMount(t, r, "cpu,cpuacct")
 	if h2 := mustMount(t, r, "cpuacct,cpu"); h2 != h {
 		t.Fatalf("second Mount: got hierarchy %d, want %d", h2.ID(), h.ID())

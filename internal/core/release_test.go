@@ -22,7 +22,7 @@ type relRig struct {
 func newRelRig(t *testing.T) *relRig {
 	t.Helper()
 	g := &relRig{s: newFake("s", &callLog{})}
-	tasks := []TaskInfo{proc(100, 0, 10), thread(101, 100, 0, 11), proc(200, 0, 20)}
+	tasks := []TaskInfo{taskInfo(100, 0, 10), thread(101, 100, 0, 11), taskInfo(200, 0, 20)}
 	g.r = NewRegistry(newProcs(tasks...), g.s, newFake("t", &callLog{}))
 	for _, ti := range tasks {
 		g.r.AddTask(ti)
@@ -243,7 +243,7 @@ func TestReleaseNotification(t *testing.T) {
 
 // Without OnRelease nothing is queued and nothing breaks.
 func TestReleaseWithoutHandler(t *testing.T) {
-	r := NewRegistry(newProcs(proc(100, 0, 1)), newFake("s", &callLog{}))
+	r := NewRegistry(newProcs(taskInfo(100, 0, 1)), newFake("s", &callLog{}))
 	h := mustMount(t, r, "s")
 	p := mustMkdir(t, r, h.Root(), "p")
 	mustWrite(t, r, p, "notify_on_release", rootCaller, "1")

@@ -1,15 +1,13 @@
 package core
 
 import (
-	"bufio"
-	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // Task is one thread on the machine. A task is identified by its TID and its
@@ -22,6 +20,9 @@ type Task struct {
 	// slot. Guarded by Registry.mu.
 	in []*Container
 }
+
+// ID is the task's identity.
+func (t *Task) ID() proc.ID { return proc.ID{TID: t.TID, Start: t.Start} }
 
 // In is the task's container in hierarchy h. Call with the registry lock held
 // (hooks and handlers are).
@@ -45,6 +46,9 @@ type TaskInfo struct {
 	Exited bool
 }
 
+// ID is the task's identity.
+func (ti TaskInfo) ID() proc.ID { return proc.ID{TID: ti.TID, Start: ti.Start} }
+
 // Procs looks tasks up where they live. The daemon uses /proc; unit tests use
 // a fake.
 type Procs interface {
@@ -63,38 +67,22 @@ type StatReader interface {
 // ProcFS reads tasks from a procfs mounted at Root ("/proc").
 type ProcFS struct{ Root string }
 
-const pfNoSetAffinity = 0x04000000
-
 var _ StatReader = ProcFS{}
-
-// readSmall reads a small /proc file with one open, read and close, into
-// buf (os.ReadFile stats and grows its buffer: several times the cost).
-func readSmall(path string, buf []byte) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(fd)
-	n, err := unix.Read(fd, buf)
-	if err != nil {
-		return nil, err
-	}
-	return buf[:n], nil
-}
 
 // Stat reads only /proc/TID/stat.
 func (p ProcFS) Stat(tid int) (TaskInfo, error) {
-	var buf [1024]byte
-	b, err := readSmall(p.Root+"/"+strconv.Itoa(tid)+"/stat", buf[:])
+	st, err := proc.ReadStat(p.Root, tid)
+	if errors.Is(err, proc.ErrMalformed) {
+		return TaskInfo{}, fmt.Errorf("task %d: %w", tid, err)
+	}
 	if err != nil {
 		return TaskInfo{}, fmt.Errorf("task %d: %w", tid, syscall.ESRCH)
 	}
-	ti, err := parseStat(b)
-	if err != nil {
-		return TaskInfo{}, fmt.Errorf("task %d: %w", tid, err)
-	}
-	ti.TID = tid
-	return ti, nil
+	return TaskInfo{
+		TID: tid, Start: st.Start,
+		NoSetAffinity: st.Flags&proc.PFNoSetAffinity != 0,
+		Exited:        st.Zombie(),
+	}, nil
 }
 
 // Task reads /proc/TID/stat and, for the thread group and uids,
@@ -104,48 +92,15 @@ func (p ProcFS) Task(tid int) (TaskInfo, error) {
 	if err != nil {
 		return TaskInfo{}, err
 	}
-	var buf [4096]byte
-	st, err := readSmall(p.Root+"/"+strconv.Itoa(tid)+"/status", buf[:])
+	st, err := proc.ReadStatus(p.Root, tid)
+	if errors.Is(err, proc.ErrMalformed) {
+		return TaskInfo{}, fmt.Errorf("task %d: %w", tid, err)
+	}
 	if err != nil {
 		return TaskInfo{}, fmt.Errorf("task %d: %w", tid, syscall.ESRCH)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(st))
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "Tgid:"):
-			ti.TGID, _ = strconv.Atoi(strings.TrimSpace(line[5:]))
-		case strings.HasPrefix(line, "Uid:"):
-			f := strings.Fields(line[4:])
-			if len(f) >= 3 {
-				u, _ := strconv.ParseUint(f[0], 10, 32)
-				s, _ := strconv.ParseUint(f[2], 10, 32)
-				ti.UID, ti.SUID = uint32(u), uint32(s)
-			}
-		}
-	}
+	ti.TGID, ti.UID, ti.SUID = st.TGID, st.UID[proc.Real], st.UID[proc.Saved]
 	return ti, nil
-}
-
-// parseStat takes the flags (field 9) and start time (field 22) from a stat
-// line. The comm field may hold spaces and parentheses: fields are counted
-// from the last ')'.
-func parseStat(b []byte) (TaskInfo, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return TaskInfo{}, fmt.Errorf("malformed stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); field n is f[n-3].
-	if len(f) < 20 {
-		return TaskInfo{}, fmt.Errorf("short stat")
-	}
-	flags, _ := strconv.ParseUint(f[9-3], 10, 64)
-	start, err := strconv.ParseUint(f[22-3], 10, 64)
-	if err != nil {
-		return TaskInfo{}, fmt.Errorf("stat start time: %w", err)
-	}
-	return TaskInfo{Start: start, NoSetAffinity: flags&pfNoSetAffinity != 0, Exited: f[0] == "Z" || f[0] == "X"}, nil
 }
 
 // Threads lists /proc/TGID/task.

@@ -20,9 +20,9 @@ func whereLines(ws []Where) []string {
 // /proc/PID/cgroup lists the newest hierarchy first, also when a new
 // hierarchy reuses the registry slot of one torn down.
 func TestWhereOrder(t *testing.T) {
-	r := NewRegistry(newProcs(proc(100, 0, 1)), newFake("a", &callLog{}), newFake("b", &callLog{}),
+	r := NewRegistry(newProcs(taskInfo(100, 0, 1)), newFake("a", &callLog{}), newFake("b", &callLog{}),
 		newFake("c", &callLog{}))
-	r.AddTask(proc(100, 0, 1))
+	r.AddTask(taskInfo(100, 0, 1))
 	ha := mustMount(t, r, "a")           // id 1
 	hb := mustMount(t, r, "b")           // id 2
 	hn := mustMount(t, r, "none,name=n") // id 3
@@ -136,7 +136,7 @@ func TestWatch(t *testing.T) {
 func TestConcurrentUse(t *testing.T) {
 	var tasks []TaskInfo
 	for i := range 20 {
-		tasks = append(tasks, proc(1000+i, 0, uint64(i+1)))
+		tasks = append(tasks, taskInfo(1000+i, 0, uint64(i+1)))
 	}
 	r := NewRegistry(newProcs(tasks...), newFake("a", &callLog{}), newFake("b", &callLog{}))
 	ha := mustMount(t, r, "a")
@@ -164,7 +164,7 @@ func TestConcurrentUse(t *testing.T) {
 				r.Where(ti.TID)
 				r.Stats()
 				if w == 0 && i%5 == 0 {
-					r.Fork(ti.TID, proc(5000+i, 0, 99))
+					r.Fork(ti.TID, taskInfo(5000+i, 0, 99))
 					r.Exit(5000+i, 0)
 				}
 			}

@@ -105,6 +105,8 @@ func TestIdentity(t *testing.T) {
 		{ID{5, 101}, true, true}, // a tick of rounding either way
 		{ID{5, 99}, true, true},
 		{ID{5, 98}, false, true}, // a fork event's start is late, never early
+		{ID{5, 3}, false, true},
+		{ID{5, 9000}, false, false}, // a newer task reused the TID
 		{ID{5, 102}, false, false},
 		{ID{6, 100}, false, false},
 	}

@@ -17,8 +17,9 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/containerfs/containerfs/internal/core"
 	"golang.org/x/sys/unix"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // State is what the Stopper knows of a task.
@@ -574,7 +575,7 @@ func (s *Stopper) identify(t *task, start uint64) error {
 		return err
 	}
 	got, ppid, err := statOf(t.tid)
-	if err != nil || (start != 0 && !core.SameTask(start, got)) {
+	if err != nil || (start != 0 && !proc.SameStart(start, got)) {
 		if fd >= 0 {
 			unix.Close(fd)
 		}

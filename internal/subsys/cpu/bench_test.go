@@ -114,7 +114,7 @@ type scenario struct {
 	name string
 	// setup makes the groups on s and starts the processes; it returns
 	// the sets of processes whose shares are reported, by label.
-	setup func(t *testing.T, s *side) (labels []string, sets [][]*proc)
+	setup func(t *testing.T, s *side) (labels []string, sets [][]*child)
 	// wall reports each set's CPU time as a percentage of one CPU's
 	// wall time instead of a share of the sets' total.
 	wall   bool
@@ -124,14 +124,14 @@ type scenario struct {
 	spread bool
 }
 
-func measure(t *testing.T, d time.Duration, sets [][]*proc, wall bool) []float64 {
+func measure(t *testing.T, d time.Duration, sets [][]*child, wall bool) []float64 {
 	got, _ := measureTasks(t, d, sets, wall)
 	return got
 }
 
 // measureTasks is measure, and the spread among each set's tasks:
 // (max-min)/mean of their CPU times, in %.
-func measureTasks(t *testing.T, d time.Duration, sets [][]*proc, wall bool) (got, spread []float64) {
+func measureTasks(t *testing.T, d time.Duration, sets [][]*child, wall bool) (got, spread []float64) {
 	t.Helper()
 	time.Sleep(time.Second) // warm up: let both schedulers settle
 	c0 := make([][]int64, len(sets))
@@ -245,9 +245,9 @@ func runScenarios(t *testing.T, scs []scenario) {
 		runs, secs, strings.TrimSpace(string(load)), strings.Join(table, "\n"))
 }
 
-func busyIn(t *testing.T, dir string, n int, setsid bool, cpus ...int) []*proc {
+func busyIn(t *testing.T, dir string, n int, setsid bool, cpus ...int) []*child {
 	t.Helper()
-	var ps []*proc
+	var ps []*child
 	for i := 0; i < n; i++ {
 		p := spawn(t, busyLoop, setsid, cpus...)
 		attach(t, dir, p)
@@ -261,41 +261,41 @@ func TestBenchShares(t *testing.T) {
 		{
 			name:   "shares 9216:1024, one CPU",
 			target: "90 ± 2",
-			setup: func(t *testing.T, s *side) ([]string, [][]*proc) {
+			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				g := s.mkdir(t, "guests", "cpu.shares", "9216")
 				y := s.mkdir(t, "system", "cpu.shares", "1024")
-				return []string{"guests"}, [][]*proc{busyIn(t, g, 1, false, 0), busyIn(t, y, 1, false, 0)}
+				return []string{"guests"}, [][]*child{busyIn(t, g, 1, false, 0), busyIn(t, y, 1, false, 0)}
 			},
 		},
 		{
 			name:   "3 tasks vs 1, equal shares, one CPU",
 			target: "50 ± 3",
-			setup: func(t *testing.T, s *side) ([]string, [][]*proc) {
+			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				a := s.mkdir(t, "three")
 				b := s.mkdir(t, "one")
-				return []string{"three"}, [][]*proc{busyIn(t, a, 3, false, 0), busyIn(t, b, 1, false, 0)}
+				return []string{"three"}, [][]*child{busyIn(t, a, 3, false, 0), busyIn(t, b, 1, false, 0)}
 			},
 		},
 		{
 			name:   "9216:1024, every task its own session",
 			target: "90 ± 2",
-			setup: func(t *testing.T, s *side) ([]string, [][]*proc) {
+			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				g := s.mkdir(t, "guests", "cpu.shares", "9216")
 				y := s.mkdir(t, "system", "cpu.shares", "1024")
-				return []string{"guests"}, [][]*proc{busyIn(t, g, 2, true, 0), busyIn(t, y, 2, true, 0)}
+				return []string{"guests"}, [][]*child{busyIn(t, g, 2, true, 0), busyIn(t, y, 2, true, 0)}
 			},
 		},
 		{
 			name:   "nested Guests{a,b}/System",
 			target: "45/45/10",
-			setup: func(t *testing.T, s *side) ([]string, [][]*proc) {
+			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				g := s.mkdir(t, "guests", "cpu.shares", "9216")
 				a := s.mkdir(t, "guests/guest-a")
 				b := s.mkdir(t, "guests/guest-b")
 				y := s.mkdir(t, "system", "cpu.shares", "1024")
 				_ = g
 				return []string{"guest-a", "guest-b", "system"},
-					[][]*proc{busyIn(t, a, 1, true, 0), busyIn(t, b, 2, true, 0), busyIn(t, y, 1, true, 0)}
+					[][]*child{busyIn(t, a, 1, true, 0), busyIn(t, b, 2, true, 0), busyIn(t, y, 1, true, 0)}
 			},
 		},
 	})
@@ -312,33 +312,33 @@ func TestBenchPartial(t *testing.T) {
 			name:   "3 tasks vs 1, equal shares, 2 CPUs unpinned",
 			target: "50 ± 3",
 			spread: true,
-			setup: func(t *testing.T, s *side) ([]string, [][]*proc) {
+			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				a := s.mkdir(t, "three")
 				b := s.mkdir(t, "one")
-				return []string{"three", "one"}, [][]*proc{busyIn(t, a, 3, false), busyIn(t, b, 1, false)}
+				return []string{"three", "one"}, [][]*child{busyIn(t, a, 3, false), busyIn(t, b, 1, false)}
 			},
 		},
 		{
 			name:   "Guests{a: 3 tasks}/System{1}, 2 CPUs unpinned",
 			target: "50/50",
 			spread: true,
-			setup: func(t *testing.T, s *side) ([]string, [][]*proc) {
+			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				s.mkdir(t, "guests")
 				a := s.mkdir(t, "guests/a")
 				y := s.mkdir(t, "system")
-				return []string{"guests", "system"}, [][]*proc{busyIn(t, a, 3, false), busyIn(t, y, 1, false)}
+				return []string{"guests", "system"}, [][]*child{busyIn(t, a, 3, false), busyIn(t, y, 1, false)}
 			},
 		},
 		{
 			name:   "Guests{a: 2 tasks, b: 1}/System{1}, 2 CPUs unpinned",
 			target: "25/25/50",
 			spread: true,
-			setup: func(t *testing.T, s *side) ([]string, [][]*proc) {
+			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				s.mkdir(t, "guests")
 				a := s.mkdir(t, "guests/a")
 				b := s.mkdir(t, "guests/b")
 				y := s.mkdir(t, "system")
-				return []string{"guest-a", "guest-b", "system"}, [][]*proc{busyIn(t, a, 2, false), busyIn(t, b, 1, false), busyIn(t, y, 1, false)}
+				return []string{"guest-a", "guest-b", "system"}, [][]*child{busyIn(t, a, 2, false), busyIn(t, b, 1, false), busyIn(t, y, 1, false)}
 			},
 		},
 	})
@@ -350,9 +350,9 @@ func TestBenchQuota(t *testing.T) {
 			name:   "quota 20ms/100ms (% of one CPU)",
 			target: "20 ± 1",
 			wall:   true,
-			setup: func(t *testing.T, s *side) ([]string, [][]*proc) {
+			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				q := s.mkdir(t, "q", "cpu.cfs_quota_us", "20000")
-				return []string{"q"}, [][]*proc{busyIn(t, q, 1, false)}
+				return []string{"q"}, [][]*child{busyIn(t, q, 1, false)}
 			},
 		},
 	})
@@ -379,7 +379,7 @@ func TestBenchDaemonCPU(t *testing.T) {
 				s := ourSide(t, d)
 				g := s.mkdir(t, "guests", "cpu.shares", "9216")
 				y := s.mkdir(t, "system", "cpu.shares", "1024")
-				var gs, ys []*proc
+				var gs, ys []*child
 				for i := 0; i < 100; i++ {
 					p := spawn(t, busyLoop, false, 0)
 					if i < nGuests {
@@ -395,13 +395,13 @@ func TestBenchDaemonCPU(t *testing.T) {
 				attach(t, g, gs...)
 				attach(t, y, ys...)
 				d1, w1 := procCPU(t, pid), time.Now()
-				got := measure(t, secs, [][]*proc{gs, ys}, false)
+				got := measure(t, secs, [][]*child{gs, ys}, false)
 				pct := 100 * (procCPU(t, pid) - d1).Seconds() / time.Since(w1).Seconds()
 				base = append(base, b)
 				cpu = append(cpu, pct)
 				shares = append(shares, got[0])
 				t.Logf("daemon CPU %.2f%% of a core enforcing, %.2f%% before; guests %.1f%%", pct, b, got[0])
-				for _, ps := range [][]*proc{gs, ys} {
+				for _, ps := range [][]*child{gs, ys} {
 					for _, p := range ps {
 						syscall.Kill(p.pid, syscall.SIGKILL)
 						p.cmd.Wait()
@@ -509,13 +509,13 @@ func TestBenchEnforcerCPU(t *testing.T) {
 				if !eventually(30*time.Second, func() bool { kids = childrenOf(parent.pid); return len(kids) == 100 }) {
 					t.Fatalf("got %d busy loops, want 100", len(kids))
 				}
-				var gs, ys []*proc
+				var gs, ys []*child
 				for i, k := range kids {
 					start, err := startTime(k)
 					if err != nil {
 						t.Fatal(err)
 					}
-					p := &proc{pid: k}
+					p := &child{pid: k}
 					if i < nGuests {
 						e.addTask(k, start, g, false)
 						gs = append(gs, p)
@@ -528,7 +528,7 @@ func TestBenchEnforcerCPU(t *testing.T) {
 				var ru0, ru1 syscall.Rusage
 				syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 				w0 := time.Now()
-				got := measure(t, secs, [][]*proc{gs, ys}, false)
+				got := measure(t, secs, [][]*child{gs, ys}, false)
 				syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 				used := time.Duration(syscall.TimevalToNsec(ru1.Utime) + syscall.TimevalToNsec(ru1.Stime) -
 					syscall.TimevalToNsec(ru0.Utime) - syscall.TimevalToNsec(ru0.Stime))
@@ -571,7 +571,7 @@ func TestBenchEnforcerCPUPartial(t *testing.T) {
 			if !eventually(30*time.Second, func() bool { kids = childrenOf(parent.pid); return len(kids) == 4 }) {
 				t.Fatalf("got %d busy loops, want 4", len(kids))
 			}
-			var as, bs []*proc
+			var as, bs []*child
 			for i, k := range kids {
 				start, err := startTime(k)
 				if err != nil {
@@ -579,10 +579,10 @@ func TestBenchEnforcerCPUPartial(t *testing.T) {
 				}
 				if i < 3 {
 					e.addTask(k, start, a, false)
-					as = append(as, &proc{pid: k})
+					as = append(as, &child{pid: k})
 				} else {
 					e.addTask(k, start, b, false)
-					bs = append(bs, &proc{pid: k})
+					bs = append(bs, &child{pid: k})
 				}
 			}
 			time.Sleep(time.Second)
@@ -590,7 +590,7 @@ func TestBenchEnforcerCPUPartial(t *testing.T) {
 			var ru0, ru1 syscall.Rusage
 			syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 			w0 := time.Now()
-			got := measure(t, secs, [][]*proc{as, bs}, false)
+			got := measure(t, secs, [][]*child{as, bs}, false)
 			syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 			used := time.Duration(syscall.TimevalToNsec(ru1.Utime) + syscall.TimevalToNsec(ru1.Stime) -
 				syscall.TimevalToNsec(ru0.Utime) - syscall.TimevalToNsec(ru0.Stime))

@@ -24,21 +24,21 @@ import (
 const busyLoop = "while :; do :; done"
 
 // proc is a process the test started.
-type proc struct {
+type child struct {
 	cmd *exec.Cmd
 	pid int
 }
 
 // spawn starts sh -c script, in a session of its own if setsid, pinned to
 // cpus if any are given.
-func spawn(t *testing.T, script string, setsid bool, cpus ...int) *proc {
+func spawn(t *testing.T, script string, setsid bool, cpus ...int) *child {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", script)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: setsid}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, pid: cmd.Process.Pid}
+	p := &child{cmd: cmd, pid: cmd.Process.Pid}
 	t.Cleanup(func() {
 		syscall.Kill(p.pid, syscall.SIGKILL)
 		p.cmd.Wait()
@@ -66,7 +66,7 @@ func cpuTime(t *testing.T, pid int) int64 {
 	return ns
 }
 
-func cpuTimes(t *testing.T, ps ...*proc) int64 {
+func cpuTimes(t *testing.T, ps ...*child) int64 {
 	var n int64
 	for _, p := range ps {
 		n += cpuTime(t, p.pid)
@@ -124,7 +124,7 @@ func mkdir(t *testing.T, dir string, settings ...string) string {
 	return dir
 }
 
-func attach(t *testing.T, dir string, ps ...*proc) {
+func attach(t *testing.T, dir string, ps ...*child) {
 	t.Helper()
 	for _, p := range ps {
 		mustWrite(t, filepath.Join(dir, "tasks"), strconv.Itoa(p.pid))
@@ -283,7 +283,7 @@ func TestEffectivePercent(t *testing.T) {
 }
 
 // share runs ps and qs for d and returns ps's percentage of their CPU time.
-func share(t *testing.T, d time.Duration, ps, qs []*proc) float64 {
+func share(t *testing.T, d time.Duration, ps, qs []*child) float64 {
 	t.Helper()
 	time.Sleep(300 * time.Millisecond) // let the enforcer settle
 	a0, b0 := cpuTimes(t, ps...), cpuTimes(t, qs...)
@@ -305,7 +305,7 @@ func TestSharesNinetyTen(t *testing.T) {
 	s := spawn(t, busyLoop, false, 0)
 	attach(t, guests, g)
 	attach(t, system, s)
-	got := share(t, 3*time.Second, []*proc{g}, []*proc{s})
+	got := share(t, 3*time.Second, []*child{g}, []*child{s})
 	t.Logf("guests' share: %.1f%%", got)
 	if got < 86 || got > 94 {
 		t.Errorf("guests' share: got %.1f%%, want 90%% ± 4", got)
@@ -316,14 +316,14 @@ func TestGroupFairnessAcrossSessions(t *testing.T) {
 	mnt := mountCPU(t)
 	a := mkdir(t, filepath.Join(mnt, "a"))
 	b := mkdir(t, filepath.Join(mnt, "b"))
-	var as []*proc
+	var as []*child
 	for i := 0; i < 3; i++ {
 		as = append(as, spawn(t, busyLoop, true, 0))
 	}
 	bp := spawn(t, busyLoop, true, 0)
 	attach(t, a, as...)
 	attach(t, b, bp)
-	got := share(t, 3*time.Second, as, []*proc{bp})
+	got := share(t, 3*time.Second, as, []*child{bp})
 	t.Logf("3 tasks vs 1: %.1f%%", got)
 	if got < 45 || got > 55 {
 		t.Errorf("3 tasks vs 1 at equal shares: got %.1f%%, want 50%% ± 5", got)
@@ -536,7 +536,7 @@ func TestForksAreThrottledAndExitsReaped(t *testing.T) {
 // its own) are killed when the test ends, failed or not: registered after
 // spawn, it runs before p itself is killed, while p's children are still
 // its children.
-func killChildrenAtEnd(t *testing.T, p *proc) {
+func killChildrenAtEnd(t *testing.T, p *child) {
 	t.Cleanup(func() {
 		for _, k := range childrenOf(p.pid) {
 			syscall.Kill(k, syscall.SIGKILL)
@@ -660,7 +660,7 @@ func TestPartialHoldOnTwoCPUs(t *testing.T) {
 	mnt := mountCPU(t)
 	a := mkdir(t, filepath.Join(mnt, "a"))
 	b := mkdir(t, filepath.Join(mnt, "b"))
-	var as []*proc
+	var as []*child
 	for i := 0; i < 3; i++ {
 		as = append(as, spawn(t, busyLoop, false))
 	}
@@ -678,7 +678,7 @@ func TestPartialHoldOnTwoCPUs(t *testing.T) {
 		for _, p := range as {
 			c0 = append(c0, cpuTime(t, p.pid))
 		}
-		got = share(t, 3*time.Second, as, []*proc{bp})
+		got = share(t, 3*time.Second, as, []*child{bp})
 		var lo, hi, sum int64
 		for i, p := range as {
 			c := cpuTime(t, p.pid) - c0[i]

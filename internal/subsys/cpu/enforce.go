@@ -11,9 +11,10 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/stopper"
 	"golang.org/x/sys/unix"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // CONTAINERFS_CPU_DEBUG=1 logs the enforcer's counters every 100 ticks;
@@ -359,7 +360,7 @@ func (e *enforcer) sample(et *etask, now time.Time, buf []byte) {
 		}
 		// The TID may have been reused since the task was added: the fd
 		// is only good if the task is still the one with this start.
-		if start, err := startTime(et.tid); err != nil || (et.start != 0 && !core.SameTask(et.start, start)) {
+		if start, err := startTime(et.tid); err != nil || (et.start != 0 && !proc.SameStart(et.start, start)) {
 			unix.Close(fd)
 			return
 		}

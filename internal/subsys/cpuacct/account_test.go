@@ -233,9 +233,12 @@ func TestResetCounters(t *testing.T) {
 	g.spawn(10, 10, 0)
 	g.attach(b, 10)
 	g.w.set(10, 40*ms1, 1, 1, 1)
-	for _, bad := range []string{"1", "-1", "x", "0 1", "18446744073709551616"} {
-		if err := g.write(b, "usage", bad); !errors.Is(err, syscall.EINVAL) {
-			t.Errorf("write %q: got %v, want EINVAL", bad, err)
+	for bad, want := range map[string]syscall.Errno{
+		"1": syscall.EINVAL, "-1": syscall.EINVAL, "x": syscall.EINVAL, "0 1": syscall.EINVAL, " 0": syscall.EINVAL,
+		"18446744073709551616": syscall.ERANGE, // kstrtoull checks overflow first
+	} {
+		if err := g.write(b, "usage", bad); !errors.Is(err, want) {
+			t.Errorf("write %q: got %v, want %v", bad, err, want)
 		}
 	}
 	if got := g.usage(b); got != 40*ms1 {

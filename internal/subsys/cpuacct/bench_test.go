@@ -79,7 +79,7 @@ func TestBenchVsKernel(t *testing.T) {
 	var report []string
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ws := make([]*proc, tc.workers)
+			ws := make([]*workerProc, tc.workers)
 			for i := range ws {
 				ws[i] = startWorker(t)
 				if err := writeFile(filepath.Join(kdir, "cgroup.procs"), strconv.Itoa(ws[i].pid)); err != nil {

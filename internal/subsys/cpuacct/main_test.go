@@ -174,8 +174,8 @@ func worker() {
 	}
 }
 
-// proc is a worker process started by a test.
-type proc struct {
+// workerProc is a worker process started by a test.
+type workerProc struct {
 	t   testing.TB
 	cmd *exec.Cmd
 	in  *bufio.Writer
@@ -185,7 +185,7 @@ type proc struct {
 
 // startWorker starts a worker in its own process group, killed and reaped
 // when the test ends.
-func startWorker(t testing.TB) *proc {
+func startWorker(t testing.TB) *workerProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=worker")
@@ -206,7 +206,7 @@ func startWorker(t testing.TB) *proc {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
 	})
-	p := &proc{t: t, cmd: cmd, in: bufio.NewWriter(stdin), out: bufio.NewScanner(stdout), pid: cmd.Process.Pid}
+	p := &workerProc{t: t, cmd: cmd, in: bufio.NewWriter(stdin), out: bufio.NewScanner(stdout), pid: cmd.Process.Pid}
 	if !p.out.Scan() || p.out.Text() != "ready" {
 		t.Fatalf("worker did not start: %q %v", p.out.Text(), p.out.Err())
 	}
@@ -214,7 +214,7 @@ func startWorker(t testing.TB) *proc {
 }
 
 // do sends one command and returns the figure of its answer.
-func (p *proc) do(format string, a ...any) int64 {
+func (p *workerProc) do(format string, a ...any) int64 {
 	p.t.Helper()
 	fmt.Fprintf(p.in, format+"\n", a...)
 	p.in.Flush()

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // userHZ is USER_HZ, the unit of /proc/PID/stat times and of cpuacct.stat;
@@ -62,8 +62,8 @@ func initFDBudget() int64 {
 
 // openProc opens task tid's files under proc and checks that the task is
 // the one that started at start (ticks since boot).
-func openProc(proc string, tid int, start uint64) (source, error) {
-	p := &procSource{tid: tid, start: start, dir: proc + "/" + strconv.Itoa(tid)}
+func openProc(root string, tid int, start uint64) (source, error) {
+	p := &procSource{tid: tid, start: start, dir: root + "/" + strconv.Itoa(tid)}
 	if fdsKept.Add(2) <= fdBudget {
 		var err error
 		if p.sched, err = os.Open(p.dir + "/schedstat"); err == nil {
@@ -89,7 +89,7 @@ func openProc(proc string, tid int, start uint64) (source, error) {
 		p.close()
 		return nil, err
 	}
-	if !core.SameTask(start, st.start) {
+	if !proc.SameStart(start, st.start) {
 		p.close()
 		return nil, fmt.Errorf("task %d: started at %d, not %d: %w", tid, st.start, start, syscall.ESRCH)
 	}
@@ -113,7 +113,7 @@ func (p *procSource) read(lastRun uint64) (sample, error) {
 		if err != nil {
 			return sample{}, err
 		}
-		if !core.SameTask(p.start, st.start) {
+		if !proc.SameStart(p.start, st.start) {
 			return sample{}, fmt.Errorf("task %d: TID reused: %w", p.tid, syscall.ESRCH)
 		}
 		run, err := p.readSched(buf[:])

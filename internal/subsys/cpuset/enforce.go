@@ -6,9 +6,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/prio"
 	"github.com/containerfs/containerfs/internal/subsys/cpulist"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // DefaultInterval is how often the enforcer checks every tracked task's
@@ -310,7 +311,7 @@ func (e *enforcer) checkLocked(tid int, tr *tracked) bool {
 	}
 	// The TID may have been reused since the task exited, before its exit
 	// event was applied (pid_max is 32768 here): touch only our task.
-	if st, err := e.k.StartTime(tid); err != nil || !core.SameTask(tr.start, st) {
+	if st, err := e.k.StartTime(tid); err != nil || !proc.SameStart(tr.start, st) {
 		delete(e.tasks, tid)
 		return false
 	}

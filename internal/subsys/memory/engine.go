@@ -17,7 +17,7 @@ type engine struct {
 	pauser Pauser // immutable
 
 	threads map[*core.Task]*thread // every task in a non-root container
-	procs   map[int]*proc          // by TGID: processes with such a task
+	procs   map[int]*process       // by TGID: processes with such a task
 	inRoot  map[int]struct{}       // TIDs moved into the root container
 	held    map[int]uint64         // TIDs we asked the Pauser to stop → start
 
@@ -32,7 +32,7 @@ type engine struct {
 	// files are the open /proc files of each sampled process. Owned by
 	// the sampler goroutine (in manual mode, by whoever calls tick): no
 	// lock.
-	files map[*proc]*procFiles
+	files map[*process]*procFiles
 	// rollBudget is how much smaps_rollup walking the slow pass may still
 	// do; it grows with wall time. Owned by the sampler.
 	rollBudget time.Duration
@@ -51,7 +51,7 @@ type thread struct {
 // proc is a process (a thread group: one mm) with at least one thread in a
 // non-root container. Its memory is charged to its owner: the container of
 // its leader, as v1 charges the mm's owner.
-type proc struct {
+type process struct {
 	tgid  int
 	start uint64 // the leader's start time; 0 until the leader is seen
 
@@ -85,13 +85,13 @@ func newEngine(s *Subsys, root *cstate, pauser Pauser) *engine {
 	e := &engine{
 		s: s, root: root, pauser: pauser,
 		threads: map[*core.Task]*thread{},
-		procs:   map[int]*proc{},
+		procs:   map[int]*process{},
 		inRoot:  map[int]struct{}{},
 		held:    map[int]uint64{},
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
-		files:   map[*proc]*procFiles{},
+		files:   map[*process]*procFiles{},
 	}
 	// Two stats and a small sysctl read: none of them blocks.
 	_, err := os.Stat("/sys/kernel/mm/transparent_hugepage")
@@ -125,7 +125,7 @@ func (e *engine) shutdownLocked() {
 
 // owner is the container charged for p's memory, or nil if that is the
 // root container (or not known).
-func (p *proc) owner() *cstate {
+func (p *process) owner() *cstate {
 	if p.leader != nil {
 		return p.leader.c
 	}
@@ -162,7 +162,7 @@ func (e *engine) joinLocked(t *core.Task, st *cstate, at uint64, fork bool) {
 	}
 	p := e.procs[t.TGID]
 	if p == nil {
-		p = &proc{tgid: t.TGID, threads: map[*thread]struct{}{}, joinTicks: at}
+		p = &process{tgid: t.TGID, threads: map[*thread]struct{}{}, joinTicks: at}
 		e.procs[t.TGID] = p
 	}
 	p.threads[th] = struct{}{}
@@ -235,7 +235,7 @@ func (e *engine) syncHoldsLocked() {
 // (statm, read much more often) changed since. Without a rollup yet it is
 // the plain resident memory, which counts shared pages in full: an upper
 // bound, checked with a rollup before anything is killed for it.
-func (p *proc) estimate() stats {
+func (p *process) estimate() stats {
 	if !p.sampled || p.sm.resident == 0 {
 		return stats{} // not read yet, or no mm any more (a zombie)
 	}
@@ -298,7 +298,7 @@ func (e *engine) sysUsage() int64 {
 }
 
 // closeFiles closes the files of every process not in keep (all if nil).
-func (e *engine) closeFiles(keep map[*proc]bool) {
+func (e *engine) closeFiles(keep map[*process]bool) {
 	for p, pf := range e.files {
 		if !keep[p] {
 			pf.close()

@@ -12,6 +12,8 @@ import (
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/stopper"
 	"golang.org/x/sys/unix"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // Pauser stops and resumes tasks for a reason of the caller's, without the
@@ -573,7 +575,7 @@ func (s *Subsys) kill(tgid int, start uint64) error {
 	return pidfdKill(s.proc(), tgid, start)
 }
 
-func pidfdKill(proc string, tgid int, start uint64) error {
+func pidfdKill(root string, tgid int, start uint64) error {
 	if tgid == os.Getpid() {
 		return fmt.Errorf("the daemon: %w", syscall.EPERM)
 	}
@@ -582,8 +584,8 @@ func pidfdKill(proc string, tgid int, start uint64) error {
 		return fmt.Errorf("process %d: %w", tgid, err)
 	}
 	defer unix.Close(fd)
-	got, err := readStart(proc, tgid)
-	if err != nil || !core.SameTask(start, got) {
+	got, err := readStart(root, tgid)
+	if err != nil || !proc.SameStart(start, got) {
 		return fmt.Errorf("process %d is gone: %w", tgid, syscall.ESRCH)
 	}
 	return unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)

@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // statm is what /proc/PID/statm says of a process's memory, in bytes.
@@ -154,7 +154,7 @@ func openProc(root string, tgid int, start uint64) (*procFiles, error) {
 		pf.close()
 		return nil, err
 	}
-	if start != 0 && !core.SameTask(start, got) {
+	if start != 0 && !proc.SameStart(start, got) {
 		pf.close()
 		return nil, fmt.Errorf("process %d: started at %d, not %d: %w", tgid, got, start, syscall.ESRCH)
 	}

@@ -107,7 +107,7 @@ func minTime(a, b time.Time) time.Time {
 // job is a process to read, with what the sampler needs of it copied under
 // the lock.
 type job struct {
-	p        *proc
+	p        *process
 	tgid     int
 	start    uint64
 	rolled   bool
@@ -117,7 +117,7 @@ type job struct {
 
 // reading is what one round read of one process.
 type reading struct {
-	p       *proc
+	p       *process
 	gone    bool
 	sm      statm
 	at      time.Time
@@ -142,7 +142,7 @@ func (e *engine) tick(slow bool) (time.Duration, time.Duration) {
 
 	s.mu.Lock()
 	var jobs []job
-	keep := map[*proc]bool{}
+	keep := map[*process]bool{}
 	for _, p := range e.procs {
 		if slow {
 			keep[p] = true
@@ -234,7 +234,7 @@ func (e *engine) read(j job, slow bool) reading {
 
 // roll reads one process's smaps_rollup into r. After an exec the open
 // file still names the old mm, which is gone (ESRCH): it is reopened once.
-func (e *engine) roll(p *proc, tgid int, r *reading) {
+func (e *engine) roll(p *process, tgid int, r *reading) {
 	pf := e.files[p]
 	if pf == nil {
 		return
@@ -332,7 +332,7 @@ func (e *engine) applyLocked(rds []reading, sys *sysStats) {
 
 // staleJob is a process whose rollup is too old to decide on.
 type staleJob struct {
-	p     *proc
+	p     *process
 	tgid  int
 	c     *cstate // the over-limit container it is in
 	bytes int64   // its estimate: the largest are rolled first
@@ -431,7 +431,7 @@ func (e *engine) victimPendingLocked(c *cstate, now time.Time) bool {
 
 // candidate is a process that an OOM kill in a container may choose.
 type candidate struct {
-	p        *proc
+	p        *process
 	tgid     int
 	start    uint64
 	resident int64
@@ -617,7 +617,7 @@ func (e *engine) execute(pl killPlan) {
 // came in (its fork event not read yet: a new thread joins its leader). A
 // thread moved into the root container, or an unknown one older than that
 // (it stayed in the root when the leader alone was moved), forbids it.
-func (e *engine) killable(p *proc, tgid int) (bool, string) {
+func (e *engine) killable(p *process, tgid int) (bool, string) {
 	s := e.s
 	ents, err := os.ReadDir(s.proc() + "/" + strconv.Itoa(tgid) + "/task")
 	if err != nil {
@@ -660,7 +660,7 @@ func (e *engine) killable(p *proc, tgid int) (bool, string) {
 // c's processes, c is still over its limit, and no victim is dying there.
 // It holds mu while it signals (a pidfd signal never blocks), so p cannot
 // be moved into the root container between the check and the kill.
-func (e *engine) killLocked(c *cstate, p *proc) (bool, error) {
+func (e *engine) killLocked(c *cstate, p *process) (bool, error) {
 	now := e.s.now()
 	o := p.owner()
 	if e.procs[p.tgid] != p || o == nil || !o.within(c) || c.removed || c.limit == unlimited || c.usage <= c.limit {

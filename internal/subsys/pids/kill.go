@@ -11,6 +11,8 @@ import (
 
 	"github.com/containerfs/containerfs/internal/core"
 	"golang.org/x/sys/unix"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // refusal is a task whose fork the kernel would have refused.
@@ -135,7 +137,7 @@ func (s *Subsys) killLocked(r refusal) {
 		defer unix.Close(fd)
 	}
 	start, err := readStart(s.proc(), t.TGID, t.TID)
-	if err != nil || !core.SameTask(t.Start, start) {
+	if err != nil || !proc.SameStart(t.Start, start) {
 		return // gone, and the PID is someone else's
 	}
 	if tg {
