@@ -17,10 +17,29 @@
 // hooks and control-file handlers run with it held, so they must not block:
 // no exec, no waiting on netlink, no signal-and-wait, no FUSE notify. A
 // subsystem that must do slow work (stopping tasks, sampling /proc) does it on
-// its own goroutine under its own lock, which is always taken after
-// Registry.mu and never held while calling back into the registry.
+// its own goroutine (a worker.Worker) under its own lock.
 //
-// Lock order: Registry.mu, then any subsystem's own lock.
+// The lock ladder of the whole daemon, top to bottom. A goroutine takes
+// locks only downwards, and never calls up while holding a lower one:
+//
+//  1. daemon (internal/daemon): its configuration, mounts and tracker.
+//  2. policy (internal/policy): first the engine's move lock (one
+//     decision at a time), then its rule and sticky tables. The engine
+//     calls into the registry with them held.
+//  3. registry (Registry.mu): the model. Hooks and locked handlers run
+//     under it; UnlockedWrite handlers and Registry methods take it.
+//  4. subsystem: one subsystem's own lock (its enforcer's, sampler's or
+//     killer's state), taken under the registry lock by hooks, or alone by
+//     its worker. A worker never takes the registry lock while holding
+//     its own.
+//  5. stopper (internal/stopper): the holds of every subsystem, taken
+//     under a subsystem's lock. The stopper calls nothing above it.
+//
+// Locks below the ladder (a netlink connection's, a FUSE handle's, a
+// metrics collector's) guard only their own fields and take nothing
+// ranked while held. The ladder's locks are lockrank.Mutexes: a build
+// with the lockrank tag (CI runs `go test -tags lockrank -short ./...`)
+// panics at the first acquisition out of this order.
 //
 // Functions that expect Registry.mu held end in Locked. Fields say which
 // lock guards them.

@@ -3,13 +3,14 @@ package core
 import (
 	"fmt"
 	"slices"
-	"sync"
 	"syscall"
+
+	"github.com/containerfs/containerfs/internal/lockrank"
 )
 
 // Registry is the whole model: every hierarchy, container and task.
 type Registry struct {
-	mu sync.Mutex
+	mu lockrank.Mutex[lockrank.Registry] // the ladder: core/doc.go
 
 	procs  Procs
 	subsys []*hooks // every known subsystem, in registration order; immutable
