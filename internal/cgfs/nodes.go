@@ -212,15 +212,22 @@ func (n *fileNode) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAtt
 // Open serves every read fresh (direct I/O), and asks for no FLUSH at
 // close: a write is complete when write(2) returns, so close(2) need not
 // wait for a round trip.
+//
+// The opener's credentials are kept: every write through the descriptor is
+// judged by them, as the kernel judges cgroup writes by the file's f_cred
+// (since the CVE-2021-4197 fix), so that a descriptor handed to a more
+// privileged process writes with no more right than its opener had.
 func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	return &handle{n: n}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
+	return &handle{n: n, opener: caller(ctx, n.m)}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
 }
 
-// handle is an open control file: the snapshot being read.
+// handle is an open control file: the snapshot being read, and who opened
+// it.
 type handle struct {
-	n    *fileNode
-	mu   sync.Mutex
-	data []byte // guarded by mu
+	n      *fileNode
+	opener core.Caller
+	mu     sync.Mutex
+	data   []byte // guarded by mu
 }
 
 // Read formats the file at the first read, or any read from offset 0, and
@@ -243,9 +250,12 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	return fuse.ReadResultData(h.data[off:end]), 0
 }
 
-// Write hands one write(2) to the file's handler.
+// Write hands one write(2) to the file's handler, with the opener's
+// credentials and the writer's PID (the task "0" names in tasks).
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	if err := h.n.m.reg.WriteFile(h.n.c, h.n.f, caller(ctx, h.n.m), string(data)); err != nil {
+	who := h.opener
+	who.PID = caller(ctx, h.n.m).PID
+	if err := h.n.m.reg.WriteFile(h.n.c, h.n.f, who, string(data)); err != nil {
 		return 0, errno(err)
 	}
 	return uint32(len(data)), 0

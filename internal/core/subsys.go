@@ -116,6 +116,10 @@ const (
 )
 
 // Caller is the process that made a request, as the FUSE request tells it.
+// For a write to a control file UID and GID are those of the process that
+// opened the file, and PID is the writer's: the kernel judges a cgroup
+// write by the file's f_cred, so that a descriptor passed to a more
+// privileged process carries no more right than its opener had.
 type Caller struct {
 	PID      int // the calling thread's TID
 	UID, GID uint32
