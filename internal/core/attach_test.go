@@ -91,7 +91,8 @@ func TestAttachWrite(t *testing.T) {
 			wantMoved: []int{100, 101, 102}},
 		{name: "0 from an unknown thread", file: "tasks", who: Caller{PID: 999}, data: "0", wantErrno: syscall.ESRCH},
 		{name: "garbage", file: "tasks", who: root, data: "abc", wantErrno: syscall.EINVAL},
-		{name: "empty", file: "tasks", who: root, data: "", wantErrno: syscall.EINVAL},
+		{name: "empty", file: "tasks", who: root, data: ""}, // a write of nothing reaches no kernel handler: no error, no move
+		{name: "only a newline", file: "tasks", who: root, data: "\n", wantErrno: syscall.EINVAL},
 		{name: "negative", file: "tasks", who: root, data: "-1", wantErrno: syscall.EINVAL},
 		{name: "negative procs", file: "cgroup.procs", who: root, data: "-100", wantErrno: syscall.EINVAL},
 		{name: "two pids", file: "tasks", who: root, data: "1 2", wantErrno: syscall.EINVAL},

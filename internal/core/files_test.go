@@ -171,7 +171,7 @@ func TestBoolFiles(t *testing.T) {
 		{data: "18446744073709551615", want: "1\n"},
 		{data: "0x10", want: "1\n"},
 		{data: "00", want: "0\n"},
-		{data: "", wantErrno: syscall.EINVAL},
+		{data: "\n", wantErrno: syscall.EINVAL},
 		{data: "yes", wantErrno: syscall.EINVAL},
 		{data: "-1", wantErrno: syscall.EINVAL},
 		{data: "1 1", wantErrno: syscall.EINVAL},
@@ -338,5 +338,20 @@ func TestFileDeclarations(t *testing.T) {
 	}
 	if got := good[2].Perm(); got != 0o200 {
 		t.Errorf("unlocked write-only file mode %o, want 200", got)
+	}
+}
+
+// A write of nothing is no write: the kernel's VFS answers it (0 bytes
+// written) before any cgroup handler runs, so nothing changes.
+func TestEmptyWrite(t *testing.T) {
+	r := NewRegistry(newProcs(), newFake("s", &callLog{}))
+	h := mustMount(t, r, "s")
+	c := mustMkdir(t, r, h.Root(), "c")
+	mustWrite(t, r, c, "notify_on_release", rootCaller, "1")
+	if err := r.WriteFile(c, file(t, c, "notify_on_release"), rootCaller, ""); err != nil {
+		t.Errorf("empty write: %v", err)
+	}
+	if got := mustRead(t, r, c, "notify_on_release"); got != "1\n" {
+		t.Errorf("notify_on_release after an empty write: %q, want 1", got)
 	}
 }
