@@ -1,5 +1,8 @@
 package freezer
 
+// The comparison of freeze and thaw times under containerfs and under the
+// kernel's freezer (CONTAINERFS_BENCH=1 only).
+
 import (
 	"bufio"
 	"errors"

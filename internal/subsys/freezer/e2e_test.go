@@ -1,5 +1,7 @@
 package freezer
 
+// End-to-end tests on a freezer mount of a real daemon, with real processes.
+
 import (
 	"bufio"
 	"os"

@@ -1,5 +1,8 @@
 package freezer
 
+// Unit tests on an in-process registry over a fake Stopper: the files, the
+// hooks and the holder's SIGSTOP fallback.
+
 import (
 	"errors"
 	"fmt"

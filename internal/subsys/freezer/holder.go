@@ -36,7 +36,7 @@ const (
 type holder struct {
 	sp     Stopper
 	proc   string // procfs; "" is /proc
-	logf   core.Logf
+	Logf   core.Logf
 	signal func(tgid, tid int, sig syscall.Signal) error
 
 	// mu is taken after the registry lock and before the Stopper's. The
@@ -58,9 +58,9 @@ type holder struct {
 	logged map[*core.Task]bool
 }
 
-func newHolder(sp Stopper, proc string, logf core.Logf, signal func(int, int, syscall.Signal) error) *holder {
+func newHolder(sp Stopper, proc string, logger core.Logf, signal func(int, int, syscall.Signal) error) *holder {
 	return &holder{
-		sp: sp, proc: proc, logf: logf, signal: signal,
+		sp: sp, proc: proc, Logf: logger, signal: signal,
 		want: map[*core.Task]struct{}{}, sigstopped: map[*core.Task]bool{},
 		w:      worker.New(),
 		logged: map[*core.Task]bool{},
@@ -221,7 +221,7 @@ func (h *holder) check() (next time.Duration, closed bool) {
 		if why != "" {
 			if !h.logged[t] {
 				h.logged[t] = true
-				h.logf.Printf("freezer: task %d already has a tracer and cannot be stopped: %s", t.TID, why)
+				h.Logf.Printf("freezer: task %d already has a tracer and cannot be stopped: %s", t.TID, why)
 			}
 			continue
 		}
@@ -231,7 +231,7 @@ func (h *holder) check() (next time.Duration, closed bool) {
 		signalled[t.TGID] = true
 		if !h.logged[t] {
 			h.logged[t] = true
-			h.logf.Printf("freezer: task %d already has a tracer: stopped with SIGSTOP instead (visible to its parent, undone by SIGCONT until the next look)", t.TID)
+			h.Logf.Printf("freezer: task %d already has a tracer: stopped with SIGSTOP instead (visible to its parent, undone by SIGCONT until the next look)", t.TID)
 		}
 		stopped = append(stopped, t)
 	}

@@ -1,5 +1,8 @@
 package pids
 
+// The comparison of a fork bomb under containerfs and under the kernel's
+// pids controller (CONTAINERFS_BENCH=1 only).
+
 import (
 	"errors"
 	"fmt"

@@ -1,5 +1,8 @@
 package pids
 
+// The fork bomb and what the tests measure of it: the proc connector's
+// timeline of its children, /proc samples, pids.current reads.
+
 import (
 	"bufio"
 	"cmp"

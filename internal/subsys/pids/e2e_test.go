@@ -1,5 +1,7 @@
 package pids
 
+// End-to-end tests on a pids mount of a real daemon, with real processes.
+
 import (
 	"bufio"
 	"fmt"

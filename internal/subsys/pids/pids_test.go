@@ -1,5 +1,8 @@
 package pids
 
+// Unit tests: ParseMax, and the files and hooks on an in-process registry
+// whose killer kills nothing real.
+
 import (
 	"errors"
 	"fmt"
