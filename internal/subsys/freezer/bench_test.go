@@ -1,5 +1,8 @@
 package freezer
 
+// The comparison of freeze and thaw times under containerfs and under the
+// kernel's freezer (CONTAINERFS_BENCH=1 only).
+
 import (
 	"bufio"
 	"errors"
@@ -37,7 +40,7 @@ func kernelCgroup(t *testing.T) string {
 	}
 	t.Cleanup(func() {
 		// Never leave our processes frozen in the kernel: thaw first.
-		os.WriteFile(filepath.Join(dir, "freezer.state"), []byte("THAWED"), 0)
+		testutil.WriteFile(t, filepath.Join(dir, "freezer.state"), "THAWED")
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			err := syscall.Rmdir(dir)
@@ -65,8 +68,8 @@ func freezeTimes(t *testing.T, dir string, pids []int, rounds int, pause time.Du
 	state := filepath.Join(dir, "freezer.state")
 	for range rounds {
 		start := time.Now()
-		write(t, state, "FROZEN")
-		for read(t, state) != "FROZEN" {
+		testutil.MustWrite(t, state, "FROZEN")
+		for testutil.ReadFile(t, state) != "FROZEN\n" {
 			if time.Since(start) > settle {
 				t.Fatalf("%s not FROZEN within %v", dir, settle)
 			}
@@ -76,7 +79,7 @@ func freezeTimes(t *testing.T, dir string, pids []int, rounds int, pause time.Du
 		time.Sleep(200 * time.Millisecond)
 
 		start = time.Now()
-		write(t, state, "THAWED")
+		testutil.MustWrite(t, state, "THAWED")
 		running := runningFrom(pids)
 		for !running() {
 			if time.Since(start) > settle {
@@ -169,13 +172,16 @@ func fmtDurs(ds []time.Duration) string {
 
 // TestBenchFreeze100VsKernel: the time for 100 busy tasks to read FROZEN,
 // and to run again after THAWED, under containerfs and under the kernel's
-// freezer, side by side. It runs only with CONTAINERFS_BENCH=1:
+// freezer, side by side. Its target (docs/deviations.md has the figures):
+// each median of containerfs within maxSlower of the kernel's. It runs
+// only with CONTAINERFS_BENCH=1:
 //
 //	CONTAINERFS_BENCH=1 go test -run TestBenchFreeze100VsKernel -v ./internal/subsys/freezer/
 func TestBenchFreeze100VsKernel(t *testing.T) {
 	if os.Getenv("CONTAINERFS_BENCH") != "1" {
 		t.Skip("set CONTAINERFS_BENCH=1 to compare with the kernel")
 	}
+	testutil.Short(t)
 	testutil.RequireRoot(t)
 	const n, rounds = 100, 5
 
@@ -198,13 +204,13 @@ func TestBenchFreeze100VsKernel(t *testing.T) {
 
 	// A reference check for docs/deviations.md: does SIGKILL end a
 	// task frozen by the kernel's v1 freezer before the thaw?
-	write(t, filepath.Join(kdir, "freezer.state"), "FROZEN")
+	testutil.MustWrite(t, filepath.Join(kdir, "freezer.state"), "FROZEN")
 	waitState(t, kdir, "FROZEN", settle)
 	syscall.Kill(pids[0], syscall.SIGKILL)
 	time.Sleep(300 * time.Millisecond)
 	ts, err := readTask(pids[0], pids[0])
 	t.Logf("kernel: a frozen task 300 ms after SIGKILL: state %q (err %v); Z or gone means it died while frozen", ts.state, err)
-	write(t, filepath.Join(kdir, "freezer.state"), "THAWED")
+	testutil.MustWrite(t, filepath.Join(kdir, "freezer.state"), "THAWED")
 	pids = pids[1:]
 
 	t.Logf("%d busy tasks, %d rounds; freeze: write FROZEN until freezer.state reads FROZEN; thaw: write THAWED until every task has left its stopped state", n, rounds)
@@ -219,7 +225,11 @@ func TestBenchFreeze100VsKernel(t *testing.T) {
 	t.Logf("kernel      thaw:   %s", fmtDurs(kernThawRT))
 	t.Logf("%-34s %12s %12s", "median", "containerfs", "kernel")
 	row := func(what string, ours, kern []time.Duration) {
-		t.Logf("%-34s %12v %12v", what, median(ours).Round(time.Microsecond), median(kern).Round(time.Microsecond))
+		o, k := median(ours), median(kern)
+		t.Logf("%-34s %12v %12v", what, o.Round(time.Microsecond), k.Round(time.Microsecond))
+		if limit := maxSlower(k); o > limit {
+			t.Errorf("%s: containerfs median %v, kernel %v: want at most %v", what, o.Round(time.Microsecond), k.Round(time.Microsecond), limit.Round(time.Microsecond))
+		}
 	}
 	row("100 tasks to FROZEN", oursFreeze, kernFreeze)
 	row("100 tasks running", oursThaw, kernThaw)
@@ -227,12 +237,19 @@ func TestBenchFreeze100VsKernel(t *testing.T) {
 	row("100 tasks running (writer FIFO)", oursThawRT, kernThawRT)
 }
 
+// maxSlower is the slowest a containerfs median may be, given the kernel's
+// in the same run: twice as slow, and 5 ms more for the FUSE round trips
+// of the write and the polling reads (docs/deviations.md measured 1.0-2.2
+// times the kernel's on a quiet machine).
+func maxSlower(kernel time.Duration) time.Duration { return 2*kernel + 5*time.Millisecond }
+
 // rtPause is how long the writer at SCHED_FIFO sleeps between two looks.
 const rtPause = 100 * time.Microsecond
 
-// realtime runs f on a thread of its own at SCHED_FIFO 1, as FIELD-NOTES
-// measured the kernel's freezer: the writer and its polling loop are then
-// not delayed by the 100 busy tasks, and the figure is the mechanism's.
+// realtime runs f on a thread of its own at SCHED_FIFO 1, as the kernel's
+// freezer was measured for docs/deviations.md: the writer and its polling
+// loop are then not delayed by the 100 busy tasks, and the figure is the
+// mechanism's.
 func realtime(t *testing.T, f func() ([]time.Duration, []time.Duration)) (a, b []time.Duration) {
 	t.Helper()
 	done := make(chan struct{})

@@ -1,6 +1,8 @@
-// Package freezer is the freezer subsystem (SPEC section 9): writing FROZEN
-// to freezer.state stops every task of a container and of its descendants,
-// THAWED lets them run again, unless an ancestor is still frozen.
+// Package freezer is the freezer subsystem (kernel/cgroup/legacy_freezer.c,
+// Documentation/admin-guide/cgroup-v1/freezer-subsystem.rst): writing
+// FROZEN to freezer.state stops every task of a container and of its
+// descendants, THAWED lets them run again, unless an ancestor is still
+// frozen.
 //
 // Files (none in the root): freezer.state (THAWED, FREEZING or FROZEN, the
 // effective state combining the container's own and its ancestors'; only
@@ -33,11 +35,12 @@
 // thaw; SIGKILL is the exception (see docs/deviations.md).
 //
 // A task that another tracer (strace, gdb) holds cannot be seized. The
-// holder's goroutine stops such a task with SIGSTOP instead, only if every
-// thread of its process is to be frozen, and sends SIGCONT at the thaw;
+// holder (one per hierarchy, in the root's state) has a worker that stops
+// such a task with SIGSTOP instead, only if every thread of its process is
+// to be frozen, and sends SIGCONT at the thaw;
 // that fallback is visible, as SIGSTOP always is, and a stray SIGCONT
-// resumes the task until the goroutine's next look (within 250 ms), which
-// stops it again. The goroutine sleeps unless a stop is unconfirmed or such
+// resumes the task until the worker's next look (within 250 ms), which
+// stops it again. The worker sleeps unless a stop is unconfirmed or such
 // a task is held: a frozen container costs no CPU.
 //
 // # What it must never do

@@ -1,9 +1,9 @@
 package freezer
 
+// End-to-end tests on a freezer mount of a real daemon, with real processes.
+
 import (
 	"bufio"
-	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -55,15 +56,15 @@ func mkdir(t *testing.T, dir string) string {
 	return dir
 }
 
-// proc is a process the test started, in its own process group; it and
+// child is a process the test started, in its own process group; it and
 // everything it started are killed and reaped when the test ends.
-type proc struct {
+type child struct {
 	cmd    *exec.Cmd
 	pid    int
 	waited bool
 }
 
-func startProc(t *testing.T, env []string, name string, args ...string) *proc {
+func startProc(t *testing.T, env []string, name string, args ...string) *child {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -71,7 +72,7 @@ func startProc(t *testing.T, env []string, name string, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, pid: cmd.Process.Pid}
+	p := &child{cmd: cmd, pid: cmd.Process.Pid}
 	t.Cleanup(func() {
 		syscall.Kill(-p.pid, syscall.SIGKILL)
 		if !p.waited {
@@ -82,30 +83,14 @@ func startProc(t *testing.T, env []string, name string, args ...string) *proc {
 }
 
 // busy starts a shell spinning in a loop.
-func busy(t *testing.T) *proc {
+func busy(t *testing.T) *child {
 	t.Helper()
 	return startProc(t, nil, "/bin/sh", "-c", "while :; do :; done")
 }
 
-func write(t *testing.T, path, data string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(data), 0); err != nil {
-		t.Fatalf("write %q to %s: %v", data, path, err)
-	}
-}
-
-func read(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	return strings.TrimSpace(string(b))
-}
-
 func move(t *testing.T, dir string, pid int) {
 	t.Helper()
-	write(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(pid))
+	testutil.MustWrite(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(pid))
 }
 
 // waitState polls freezer.state until it reads want, for up to d, and
@@ -115,12 +100,12 @@ func waitState(t *testing.T, dir, want string, d time.Duration) time.Duration {
 	start := time.Now()
 	var got string
 	for time.Since(start) < d {
-		if got = read(t, filepath.Join(dir, "freezer.state")); got == want {
+		if got = testutil.ReadFile(t, filepath.Join(dir, "freezer.state")); got == want+"\n" {
 			return time.Since(start)
 		}
 		time.Sleep(time.Millisecond)
 	}
-	t.Fatalf("%s/freezer.state: got %s after %v, want %s", dir, got, d, want)
+	t.Fatalf("%s/freezer.state: got %q after %v, want %s", dir, got, d, want)
 	return 0
 }
 
@@ -131,42 +116,33 @@ type taskStat struct {
 }
 
 func readTask(pid, tid int) (taskStat, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+	st, err := readStat("", pid, tid)
 	if err != nil {
 		return taskStat{}, err
 	}
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	ut, _ := strconv.ParseUint(f[14-3], 10, 64)
-	st, _ := strconv.ParseUint(f[15-3], 10, 64)
-	return taskStat{state: f[0][0], cpu: ut + st}, nil
+	return taskStat{state: st.State, cpu: st.UTime + st.STime}, nil
 }
 
 // cpu is the CPU time of process pid, all threads (utime+stime from
 // /proc/PID/stat, clock ticks).
 func cpu(t *testing.T, pid int) uint64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := proc.ReadStat("", pid)
 	if err != nil {
 		t.Fatalf("stat %d: %v", pid, err)
 	}
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	ut, _ := strconv.ParseUint(f[14-3], 10, 64)
-	st, _ := strconv.ParseUint(f[15-3], 10, 64)
-	return ut + st
+	return st.UTime + st.STime
 }
 
 // states lists the state letter of every thread of pid.
 func states(t *testing.T, pid int) string {
 	t.Helper()
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	tids, err := threads("", pid)
 	if err != nil {
 		t.Fatalf("threads of %d: %v", pid, err)
 	}
 	var s []byte
-	for _, e := range ents {
-		tid, _ := strconv.Atoi(e.Name())
+	for _, tid := range tids {
 		if ts, err := readTask(pid, tid); err == nil {
 			s = append(s, ts.state)
 		}
@@ -213,6 +189,7 @@ const settle = 10 * time.Second // the longest a freeze or thaw may take here, o
 // TestFreezeThaw: busy tasks frozen use no CPU for 5 s; thawed, they run
 // again.
 func TestFreezeThaw(t *testing.T) {
+	testutil.Short(t)
 	dir := mkdir(t, filepath.Join(mount(t), "c"))
 	var pids []int
 	for range 3 {
@@ -220,17 +197,17 @@ func TestFreezeThaw(t *testing.T) {
 		move(t, dir, p.pid)
 		pids = append(pids, p.pid)
 	}
-	write(t, filepath.Join(dir, "freezer.state"), "FROZEN")
+	testutil.MustWrite(t, filepath.Join(dir, "freezer.state"), "FROZEN")
 	took := waitState(t, dir, "FROZEN", settle)
 	t.Logf("3 busy tasks FROZEN in %v", took)
-	if got := read(t, filepath.Join(dir, "freezer.self_freezing")); got != "1" {
-		t.Errorf("self_freezing: got %s, want 1", got)
+	if got := testutil.ReadFile(t, filepath.Join(dir, "freezer.self_freezing")); got != "1\n" {
+		t.Errorf("self_freezing: got %q, want 1", got)
 	}
 	quiet(t, 5*time.Second, pids...)
 
-	write(t, filepath.Join(dir, "freezer.state"), "THAWED")
-	if got := read(t, filepath.Join(dir, "freezer.state")); got != "THAWED" {
-		t.Errorf("state after thaw: got %s, want THAWED", got)
+	testutil.MustWrite(t, filepath.Join(dir, "freezer.state"), "THAWED")
+	if got := testutil.ReadFile(t, filepath.Join(dir, "freezer.state")); got != "THAWED\n" {
+		t.Errorf("state after thaw: got %q, want THAWED", got)
 	}
 	for _, pid := range pids {
 		if !cpuGrows(t, pid, settle) {
@@ -242,10 +219,11 @@ func TestFreezeThaw(t *testing.T) {
 // TestInvisibleAndSIGCONT: the parent of a frozen task sees no stop through
 // waitpid(WUNTRACED|WCONTINUED), and a stray SIGCONT does not thaw it.
 func TestInvisibleAndSIGCONT(t *testing.T) {
+	testutil.Short(t)
 	dir := mkdir(t, filepath.Join(mount(t), "c"))
 	p := busy(t) // our child
 	move(t, dir, p.pid)
-	write(t, filepath.Join(dir, "freezer.state"), "FROZEN")
+	testutil.MustWrite(t, filepath.Join(dir, "freezer.state"), "FROZEN")
 	waitState(t, dir, "FROZEN", settle)
 
 	notSeen := func(when string) {
@@ -263,12 +241,12 @@ func TestInvisibleAndSIGCONT(t *testing.T) {
 		t.Fatal(err)
 	}
 	quiet(t, time.Second, p.pid)
-	if got := read(t, filepath.Join(dir, "freezer.state")); got != "FROZEN" {
-		t.Errorf("state after SIGCONT: got %s, want FROZEN", got)
+	if got := testutil.ReadFile(t, filepath.Join(dir, "freezer.state")); got != "FROZEN\n" {
+		t.Errorf("state after SIGCONT: got %q, want FROZEN", got)
 	}
 	notSeen("after SIGCONT")
 
-	write(t, filepath.Join(dir, "freezer.state"), "THAWED")
+	testutil.MustWrite(t, filepath.Join(dir, "freezer.state"), "THAWED")
 	if !cpuGrows(t, p.pid, settle) {
 		t.Fatalf("child did not run after thaw (states %q)", states(t, p.pid))
 	}
@@ -279,10 +257,11 @@ func TestInvisibleAndSIGCONT(t *testing.T) {
 // it is thawed, as the kernel freezer delivers it; its parent then gets its
 // exit status (so the tracer let go of it properly).
 func TestSignalsWaitForThaw(t *testing.T) {
+	testutil.Short(t)
 	dir := mkdir(t, filepath.Join(mount(t), "c"))
 	p := busy(t)
 	move(t, dir, p.pid)
-	write(t, filepath.Join(dir, "freezer.state"), "FROZEN")
+	testutil.MustWrite(t, filepath.Join(dir, "freezer.state"), "FROZEN")
 	waitState(t, dir, "FROZEN", settle)
 	if err := syscall.Kill(p.pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -292,7 +271,7 @@ func TestSignalsWaitForThaw(t *testing.T) {
 	if pid, err := unix.Wait4(p.pid, &ws, unix.WNOHANG, nil); pid != 0 || err != nil {
 		t.Fatalf("frozen task ended on SIGTERM before thaw: pid %d status %#x, %v", pid, uint32(ws), err)
 	}
-	write(t, filepath.Join(dir, "freezer.state"), "THAWED")
+	testutil.MustWrite(t, filepath.Join(dir, "freezer.state"), "THAWED")
 	done := make(chan error, 1)
 	go func() { done <- p.cmd.Wait() }()
 	select {
@@ -313,10 +292,11 @@ func TestSignalsWaitForThaw(t *testing.T) {
 // TestKillWhileFrozen: SIGKILL ends a frozen task, and its parent reaps it:
 // the tracer collected the exit it was told of first.
 func TestKillWhileFrozen(t *testing.T) {
+	testutil.Short(t)
 	dir := mkdir(t, filepath.Join(mount(t), "c"))
 	p := busy(t)
 	move(t, dir, p.pid)
-	write(t, filepath.Join(dir, "freezer.state"), "FROZEN")
+	testutil.MustWrite(t, filepath.Join(dir, "freezer.state"), "FROZEN")
 	waitState(t, dir, "FROZEN", settle)
 	syscall.Kill(p.pid, syscall.SIGKILL)
 	done := make(chan error, 1)
@@ -333,8 +313,9 @@ func TestKillWhileFrozen(t *testing.T) {
 // TestAttachToFrozen: a busy process moved into a frozen container is
 // frozen; the container reads FROZEN again once it is.
 func TestAttachToFrozen(t *testing.T) {
+	testutil.Short(t)
 	dir := mkdir(t, filepath.Join(mount(t), "c"))
-	write(t, filepath.Join(dir, "freezer.state"), "FROZEN")
+	testutil.MustWrite(t, filepath.Join(dir, "freezer.state"), "FROZEN")
 	waitState(t, dir, "FROZEN", settle) // empty: at once
 	p := busy(t)
 	if !cpuGrows(t, p.pid, settle) {
@@ -344,7 +325,7 @@ func TestAttachToFrozen(t *testing.T) {
 	waitState(t, dir, "FROZEN", settle)
 	quiet(t, time.Second, p.pid)
 	// Moved out to the root, it thaws.
-	write(t, filepath.Join(filepath.Dir(dir), "cgroup.procs"), strconv.Itoa(p.pid))
+	testutil.MustWrite(t, filepath.Join(filepath.Dir(dir), "cgroup.procs"), strconv.Itoa(p.pid))
 	if !cpuGrows(t, p.pid, settle) {
 		t.Errorf("process moved out of a frozen container does not run (states %q)", states(t, p.pid))
 	}
@@ -353,29 +334,30 @@ func TestAttachToFrozen(t *testing.T) {
 // TestNestedFreeze: freezing a parent freezes the child container (FROZEN,
 // parent_freezing 1); thawing the child alone keeps it frozen.
 func TestNestedFreeze(t *testing.T) {
+	testutil.Short(t)
 	a := mkdir(t, filepath.Join(mount(t), "a"))
 	b := mkdir(t, filepath.Join(a, "b"))
 	p := busy(t)
 	move(t, b, p.pid)
-	write(t, filepath.Join(a, "freezer.state"), "FROZEN")
+	testutil.MustWrite(t, filepath.Join(a, "freezer.state"), "FROZEN")
 	waitState(t, a, "FROZEN", settle)
-	if got := read(t, filepath.Join(b, "freezer.state")); got != "FROZEN" {
-		t.Errorf("child state: got %s, want FROZEN", got)
+	if got := testutil.ReadFile(t, filepath.Join(b, "freezer.state")); got != "FROZEN\n" {
+		t.Errorf("child state: got %q, want FROZEN", got)
 	}
-	if got := read(t, filepath.Join(b, "freezer.parent_freezing")); got != "1" {
-		t.Errorf("child parent_freezing: got %s, want 1", got)
+	if got := testutil.ReadFile(t, filepath.Join(b, "freezer.parent_freezing")); got != "1\n" {
+		t.Errorf("child parent_freezing: got %q, want 1", got)
 	}
-	if got := read(t, filepath.Join(b, "freezer.self_freezing")); got != "0" {
-		t.Errorf("child self_freezing: got %s, want 0", got)
+	if got := testutil.ReadFile(t, filepath.Join(b, "freezer.self_freezing")); got != "0\n" {
+		t.Errorf("child self_freezing: got %q, want 0", got)
 	}
-	write(t, filepath.Join(b, "freezer.state"), "THAWED")
-	if got := read(t, filepath.Join(b, "freezer.state")); got != "FROZEN" {
-		t.Errorf("child state after thawing it alone: got %s, want FROZEN", got)
+	testutil.MustWrite(t, filepath.Join(b, "freezer.state"), "THAWED")
+	if got := testutil.ReadFile(t, filepath.Join(b, "freezer.state")); got != "FROZEN\n" {
+		t.Errorf("child state after thawing it alone: got %q, want FROZEN", got)
 	}
 	quiet(t, time.Second, p.pid)
-	write(t, filepath.Join(a, "freezer.state"), "THAWED")
-	if got := read(t, filepath.Join(b, "freezer.state")); got != "THAWED" {
-		t.Errorf("child state after thawing the parent: got %s, want THAWED", got)
+	testutil.MustWrite(t, filepath.Join(a, "freezer.state"), "THAWED")
+	if got := testutil.ReadFile(t, filepath.Join(b, "freezer.state")); got != "THAWED\n" {
+		t.Errorf("child state after thawing the parent: got %q, want THAWED", got)
 	}
 	if !cpuGrows(t, p.pid, settle) {
 		t.Errorf("task of the child container does not run after the parent's thaw")
@@ -385,6 +367,7 @@ func TestNestedFreeze(t *testing.T) {
 // TestThreads: every thread of a multi-threaded process is frozen and
 // thawed (this test binary, spinning on 4 threads).
 func TestThreads(t *testing.T) {
+	testutil.Short(t)
 	dir := mkdir(t, filepath.Join(mount(t), "c"))
 	p := startProc(t, []string{"FREEZER_TEST_BUSY_THREADS=4"}, os.Args[0])
 	deadline := time.Now().Add(settle)
@@ -395,7 +378,7 @@ func TestThreads(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	move(t, dir, p.pid)
-	write(t, filepath.Join(dir, "freezer.state"), "FROZEN")
+	testutil.MustWrite(t, filepath.Join(dir, "freezer.state"), "FROZEN")
 	waitState(t, dir, "FROZEN", settle)
 	n := len(states(t, p.pid))
 	quiet(t, time.Second, p.pid)
@@ -403,7 +386,7 @@ func TestThreads(t *testing.T) {
 	if n < 5 {
 		t.Errorf("froze %d threads, want at least 5", n)
 	}
-	write(t, filepath.Join(dir, "freezer.state"), "THAWED")
+	testutil.MustWrite(t, filepath.Join(dir, "freezer.state"), "THAWED")
 	if !cpuGrows(t, p.pid, settle) {
 		t.Errorf("helper does not run after thaw (states %q)", states(t, p.pid))
 	}
@@ -413,6 +396,7 @@ func TestThreads(t *testing.T) {
 // strace-like tracer in this test) cannot be seized; the freezer falls back
 // to SIGSTOP, which the tracer passes on, and SIGCONT on thaw.
 func TestAlreadyTraced(t *testing.T) {
+	testutil.Short(t)
 	dir := mkdir(t, filepath.Join(mount(t), "c"))
 	// The busy loop is a grandchild, so that only the tracer waits for it.
 	sh := exec.Command("/bin/sh", "-c", "while :; do :; done & echo $!; wait")
@@ -446,7 +430,7 @@ func TestAlreadyTraced(t *testing.T) {
 		}
 	})
 	move(t, dir, pid)
-	write(t, filepath.Join(dir, "freezer.state"), "FROZEN")
+	testutil.MustWrite(t, filepath.Join(dir, "freezer.state"), "FROZEN")
 	waitState(t, dir, "FROZEN", settle)
 	stays := func(when string) {
 		t.Helper()
@@ -462,7 +446,7 @@ func TestAlreadyTraced(t *testing.T) {
 	syscall.Kill(pid, syscall.SIGCONT)
 	time.Sleep(time.Second)
 	stays("after SIGCONT")
-	write(t, filepath.Join(dir, "freezer.state"), "THAWED")
+	testutil.MustWrite(t, filepath.Join(dir, "freezer.state"), "THAWED")
 	if !cpuGrows(t, pid, settle) {
 		t.Errorf("traced task does not run after thaw (states %q)", states(t, pid))
 	}
@@ -516,6 +500,7 @@ func miniStrace(t *testing.T, pid int) <-chan struct{} {
 // it and the kernel detaches every tracee: frozen tasks run again, never
 // stay stuck.
 func TestDaemonExitThaws(t *testing.T) {
+	testutil.Short(t)
 	d := testutil.StartDaemon(t)
 	dir := filepath.Join(d.Mount("freezer"), "c")
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -523,7 +508,7 @@ func TestDaemonExitThaws(t *testing.T) {
 	}
 	p := busy(t)
 	move(t, dir, p.pid)
-	write(t, filepath.Join(dir, "freezer.state"), "FROZEN")
+	testutil.MustWrite(t, filepath.Join(dir, "freezer.state"), "FROZEN")
 	waitState(t, dir, "FROZEN", settle)
 	quiet(t, 200*time.Millisecond, p.pid)
 	if err := d.Cmd.Process.Kill(); err != nil {
@@ -539,6 +524,7 @@ func TestDaemonExitThaws(t *testing.T) {
 // reinstates the group-stop at detach); a SIGCONT sent while it is frozen
 // does not run it, and takes effect at the thaw.
 func TestStoppedStaysStopped(t *testing.T) {
+	testutil.Short(t)
 	dir := mkdir(t, filepath.Join(mount(t), "c"))
 	state := filepath.Join(dir, "freezer.state")
 	p := busy(t)
@@ -551,22 +537,22 @@ func TestStoppedStaysStopped(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	write(t, state, "FROZEN")
+	testutil.MustWrite(t, state, "FROZEN")
 	waitState(t, dir, "FROZEN", settle)
 	if st := states(t, p.pid); st != "t" {
 		t.Errorf("frozen stopped task: state %q, want t", st)
 	}
-	write(t, state, "THAWED")
+	testutil.MustWrite(t, state, "THAWED")
 	time.Sleep(300 * time.Millisecond)
 	if st := states(t, p.pid); st != "T" {
 		t.Errorf("thawed task that was stopped before the freeze: state %q, want T", st)
 	}
 
-	write(t, state, "FROZEN")
+	testutil.MustWrite(t, state, "FROZEN")
 	waitState(t, dir, "FROZEN", settle)
 	syscall.Kill(p.pid, syscall.SIGCONT)
 	quiet(t, 500*time.Millisecond, p.pid)
-	write(t, state, "THAWED")
+	testutil.MustWrite(t, state, "THAWED")
 	if !cpuGrows(t, p.pid, settle) {
 		t.Errorf("task sent SIGCONT while frozen does not run after the thaw (states %q)", states(t, p.pid))
 	}
@@ -577,11 +563,12 @@ func TestStoppedStaysStopped(t *testing.T) {
 // stopped through every throttling period while frozen (the quota's
 // releases do not thaw it), and after the thaw runs at its quota.
 func TestFrozenAndThrottled(t *testing.T) {
+	testutil.Short(t)
 	d := testutil.StartDaemon(t)
 	fz := mkdir(t, filepath.Join(d.Mount("freezer"), "c"))
 	cg := mkdir(t, filepath.Join(d.Mount("cpu"), "q"))
-	write(t, filepath.Join(cg, "cpu.cfs_period_us"), "100000")
-	write(t, filepath.Join(cg, "cpu.cfs_quota_us"), "20000")
+	testutil.MustWrite(t, filepath.Join(cg, "cpu.cfs_period_us"), "100000")
+	testutil.MustWrite(t, filepath.Join(cg, "cpu.cfs_quota_us"), "20000")
 	p := busy(t)
 	move(t, fz, p.pid)
 	move(t, cg, p.pid)
@@ -589,14 +576,14 @@ func TestFrozenAndThrottled(t *testing.T) {
 		t.Fatalf("throttled task does not run (states %q)", states(t, p.pid))
 	}
 
-	write(t, filepath.Join(fz, "freezer.state"), "FROZEN")
+	testutil.MustWrite(t, filepath.Join(fz, "freezer.state"), "FROZEN")
 	waitState(t, fz, "FROZEN", settle)
 	quiet(t, 2*time.Second, p.pid) // 20 throttling periods
-	if got := read(t, filepath.Join(fz, "freezer.state")); got != "FROZEN" {
-		t.Errorf("state after 2 s of throttling periods: got %s, want FROZEN", got)
+	if got := testutil.ReadFile(t, filepath.Join(fz, "freezer.state")); got != "FROZEN\n" {
+		t.Errorf("state after 2 s of throttling periods: got %q, want FROZEN", got)
 	}
 
-	write(t, filepath.Join(fz, "freezer.state"), "THAWED")
+	testutil.MustWrite(t, filepath.Join(fz, "freezer.state"), "THAWED")
 	if !cpuGrows(t, p.pid, settle) {
 		t.Fatalf("task does not run after the thaw (states %q)", states(t, p.pid))
 	}

@@ -1,8 +1,10 @@
 package freezer
 
+// The freezer subsystem's model: its files, its per-container state, and
+// the hooks that hand tasks to the holder (holder.go).
+
 import (
 	"fmt"
-	"log"
 	"syscall"
 	"time"
 
@@ -38,15 +40,16 @@ var _ Stopper = (*stopper.Stopper)(nil)
 const holdReason = "freezer"
 
 // Subsys is the freezer subsystem. The zero value freezes real tasks with
-// the process's shared Stopper.
+// the process's shared Stopper. Its fields are configuration, set before it
+// is registered.
 type Subsys struct {
 	// Stopper stops and resumes tasks; nil is stopper.Default(), shared
 	// with cpu and memory.
 	Stopper Stopper
 	// Logf reports what could not be done; nil is log.Printf.
-	Logf func(format string, a ...any)
+	Logf core.Logf
 
-	// manual leaves the fallback goroutine unstarted: unit tests call
+	// manual leaves the holder's worker unstarted: unit tests call
 	// check themselves.
 	manual bool
 	// procRoot is where procfs is mounted; "" means /proc.
@@ -54,10 +57,6 @@ type Subsys struct {
 	// signal sends sig to thread tid of process tgid; nil is tgkill.
 	// Tests replace it.
 	signal func(tgid, tid int, sig syscall.Signal) error
-
-	// h holds the tasks of the hierarchy the subsystem is bound to, made
-	// by the root's Create. Guarded by the registry lock.
-	h *holder
 }
 
 var (
@@ -69,8 +68,9 @@ var (
 
 // state is one container's freezer state.
 type state struct {
-	parent *state // nil for a root; immutable
-	self   bool   // FROZEN was written here (CGROUP_FREEZING_SELF); guarded by the registry lock
+	h      *holder // the hierarchy's, made by the root's Create; immutable
+	parent *state  // nil for a root; immutable
+	self   bool    // FROZEN was written here (CGROUP_FREEZING_SELF); guarded by the registry lock
 }
 
 // freezing is the effective state: the container's own or an ancestor's
@@ -94,7 +94,8 @@ func (*Subsys) Name() string { return "freezer" }
 func (s *Subsys) Create(c *core.Container) (any, error) {
 	st := &state{}
 	if p := c.Parent(); p != nil {
-		st.parent = stateOf(s, p)
+		st.parent = s.state(p)
+		st.h = st.parent.h
 		return st, nil
 	}
 	sp := s.Stopper
@@ -105,9 +106,9 @@ func (s *Subsys) Create(c *core.Container) (any, error) {
 	if sig == nil {
 		sig = func(tgid, tid int, sig syscall.Signal) error { return syscall.Tgkill(tgid, tid, sig) }
 	}
-	s.h = newHolder(sp, s.proc(), s.logf, sig)
+	st.h = newHolder(sp, s.procRoot, s.Logf, sig)
 	if !s.manual {
-		go s.h.run()
+		st.h.w.Start(st.h.run)
 	}
 	return st, nil
 }
@@ -115,28 +116,23 @@ func (s *Subsys) Create(c *core.Container) (any, error) {
 // Destroy implements core.Subsys. The root's Destroy lets every task go;
 // it does not wait for them to run.
 func (s *Subsys) Destroy(c *core.Container) {
-	if c.IsRoot() && s.h != nil {
-		s.h.close()
-		s.h = nil
+	if c.IsRoot() {
+		s.state(c).h.close()
 	}
 }
 
-func stateOf(s *Subsys, c *core.Container) *state {
-	st, _ := c.State(s).(*state)
-	if st == nil {
-		panic(fmt.Sprintf("freezer: container %s has no freezer state", c.PathLocked()))
-	}
-	return st
-}
+func (s *Subsys) state(c *core.Container) *state { return core.StateOf[*state](c, s) }
 
 // Files implements core.Subsys. cgroup v1: the root has no freezer files.
+// As in kernel/cgroup/legacy_freezer.c, freezer.state is a string file and
+// self_freezing and parent_freezing are read_u64.
 func (s *Subsys) Files() []core.File {
-	boolFile := func(f func(*state) bool) func(*core.Container) (string, error) {
-		return func(c *core.Container) (string, error) {
-			if f(stateOf(s, c)) {
-				return "1\n", nil
+	boolFile := func(f func(*state) bool) func(*core.Container) uint64 {
+		return func(c *core.Container) uint64 {
+			if f(s.state(c)) {
+				return 1
 			}
-			return "0\n", nil
+			return 0
 		}
 	}
 	return []core.File{
@@ -161,7 +157,8 @@ func (s *Subsys) Files() []core.File {
 				// that the next read usually says FROZEN.
 				var stopped <-chan struct{}
 				err := c.WithLock(func() error {
-					if s.h == nil {
+					h := s.state(c).h
+					if h.isClosed() {
 						return syscall.ENODEV
 					}
 					s.setSelfLocked(c, freeze)
@@ -173,7 +170,7 @@ func (s *Subsys) Files() []core.File {
 							}
 						})
 						if len(tids) > 0 {
-							stopped = s.h.sp.WaitStopped(tids)
+							stopped = h.sp.WaitStopped(tids)
 						}
 					}
 					return nil
@@ -190,8 +187,8 @@ func (s *Subsys) Files() []core.File {
 				return nil
 			},
 		},
-		{Name: "self_freezing", Flags: core.NotOnRoot, Read: boolFile(func(st *state) bool { return st.self })},
-		{Name: "parent_freezing", Flags: core.NotOnRoot, Read: boolFile((*state).parentFreezing)},
+		{Name: "self_freezing", Flags: core.NotOnRoot, ReadU64: boolFile(func(st *state) bool { return st.self })},
+		{Name: "parent_freezing", Flags: core.NotOnRoot, ReadU64: boolFile((*state).parentFreezing)},
 	}
 }
 
@@ -199,10 +196,11 @@ func (s *Subsys) Files() []core.File {
 // ancestor is freezing; FROZEN if every task of c's subtree is stopped;
 // FREEZING until then. Call with the registry lock held.
 func (s *Subsys) stateLocked(c *core.Container) string {
-	if !stateOf(s, c).freezing() {
+	st := s.state(c)
+	if !st.freezing() {
 		return "THAWED"
 	}
-	h := s.h
+	h := st.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	frozen := true
@@ -233,18 +231,18 @@ func walk(c *core.Container, f func(*core.Container)) {
 // task is stopped. Thawing a child of a frozen container changes nothing
 // but self_freezing, as in the kernel. Call with the registry lock held.
 func (s *Subsys) setSelfLocked(c *core.Container, v bool) {
-	st := stateOf(s, c)
+	st := s.state(c)
 	if st.self == v {
 		return
 	}
 	parent := st.parentFreezing()
 	st.self = v
-	h := s.h
+	h := st.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var apply func(d *core.Container, wasParent, isParent bool)
 	apply = func(d *core.Container, wasParent, isParent bool) {
-		ds := stateOf(s, d)
+		ds := s.state(d)
 		was, is := wasParent || ds.self, isParent || ds.self
 		if d == c {
 			was = wasParent || !v
@@ -266,13 +264,15 @@ func (s *Subsys) setSelfLocked(c *core.Container, v bool) {
 // parent was not stopped yet when it forked: userspace learns of the fork
 // after it happened) is frozen too.
 func (s *Subsys) Fork(c *core.Container, t *core.Task) {
-	if s.h == nil || !stateOf(s, c).freezing() {
+	st := s.state(c)
+	if !st.freezing() {
 		return
 	}
-	s.h.mu.Lock()
-	defer s.h.mu.Unlock()
-	s.h.holdLocked(t, true)
-	s.h.notify()
+	h := st.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.holdLocked(t, true)
+	h.notify()
 }
 
 // Attach implements core.Attacher: tasks conform to the state of their new
@@ -280,39 +280,21 @@ func (s *Subsys) Fork(c *core.Container, t *core.Task) {
 // they freeze, moved out of one they thaw. A root is never freezing, so
 // nothing is ever stopped in a root container.
 func (s *Subsys) Attach(ts *core.TaskSet) {
-	if s.h == nil {
-		return
-	}
-	freeze := stateOf(s, ts.Dst).freezing()
-	s.h.mu.Lock()
-	defer s.h.mu.Unlock()
+	dst := s.state(ts.Dst)
+	freeze := dst.freezing()
+	h := dst.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	for _, t := range ts.Tasks {
-		s.h.holdLocked(t, freeze)
+		h.holdLocked(t, freeze)
 	}
-	s.h.notify()
+	h.notify()
 }
 
 // Exit implements core.Exiter: the Stopper forgets the task.
-func (s *Subsys) Exit(_ *core.Container, t *core.Task) {
-	if s.h == nil {
-		return
-	}
-	s.h.mu.Lock()
-	defer s.h.mu.Unlock()
-	s.h.exitLocked(t)
-}
-
-func (s *Subsys) proc() string {
-	if s.procRoot == "" {
-		return "/proc"
-	}
-	return s.procRoot
-}
-
-func (s *Subsys) logf(format string, a ...any) {
-	if s.Logf != nil {
-		s.Logf(format, a...)
-		return
-	}
-	log.Printf(format, a...)
+func (s *Subsys) Exit(c *core.Container, t *core.Task) {
+	h := s.state(c).h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.exitLocked(t)
 }

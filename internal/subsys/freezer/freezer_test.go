@@ -1,5 +1,8 @@
 package freezer
 
+// Unit tests on an in-process registry over a fake Stopper: the files, the
+// hooks and the holder's SIGSTOP fallback.
+
 import (
 	"errors"
 	"fmt"
@@ -105,6 +108,9 @@ func newFixture(t *testing.T) *fixture {
 	f.h = h
 	return f
 }
+
+// holder is the hierarchy's holder, in the root's state.
+func (f *fixture) holder() *holder { return f.s.state(f.h.Root()).h }
 
 func (f *fixture) mkdir(parent *core.Container, name string) *core.Container {
 	f.t.Helper()
@@ -322,26 +328,18 @@ func TestNested(t *testing.T) {
 	f.files(c, "THAWED", "0", "0")
 }
 
-func TestParseStat(t *testing.T) {
-	tests := []struct {
-		line string
-		want stat
-		ok   bool
-	}{
-		{line: "42 (sh) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 12345 2000000 100\n", want: stat{state: 'S', flags: 4194560, start: 12345}, ok: true},
-		{line: "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 1 0 0\n", want: stat{state: 'S', flags: 2129984, start: 1}, ok: true},
-		{line: "42 (a) t)) t 1 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 7 0 0\n", want: stat{state: 't', start: 7}, ok: true},
-		{line: "42 (sh S 1", ok: false},
-		{line: "42 (sh) S 1 2 3\n", ok: false},
+// TestReadStat: the holder reads a thread's state within its thread group.
+func TestReadStat(t *testing.T) {
+	f := newFixture(t)
+	f.procTask(100, 101, 't')
+	if st, err := readStat(f.s.procRoot, 100, 101); err != nil || st.State != 't' || st.TID != 101 {
+		t.Errorf("readStat: got %+v, %v, want thread 101 in state t", st, err)
 	}
-	for _, tc := range tests {
-		got, err := parseStat([]byte(tc.line))
-		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
-			t.Errorf("parseStat(%q): got %+v, %v, want %+v, ok=%v", tc.line, got, err, tc.want, tc.ok)
-		}
+	if _, err := readStat(f.s.procRoot, 200, 101); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("readStat of a thread of another group: got %v, want ENOENT", err)
 	}
-	if st, _ := parseStat([]byte(tests[1].line)); st.flags&pfKthread == 0 {
-		t.Errorf("kthreadd's flags %#x lack PF_KTHREAD", st.flags)
+	if tids, err := threads(f.s.procRoot, 100); err != nil || !slices.Equal(tids, []int{101}) {
+		t.Errorf("threads: got %v, %v, want [101]", tids, err)
 	}
 }
 
@@ -400,7 +398,7 @@ func TestSigstopFallback(t *testing.T) {
 	f.wantHeld(100, 200)
 	f.failTraced(100)
 	f.stopAll200()
-	if next, _ := f.s.h.check(); next == 0 {
+	if next, _ := f.holder().check(); next == 0 {
 		t.Errorf("check: nothing to look at again, with a task not stopped")
 	}
 	f.signals()
@@ -411,12 +409,12 @@ func TestSigstopFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.failTraced(101)
-	f.s.h.check()
+	f.holder().check()
 	f.oneSignal(100, "SIGSTOP")
 	f.files(a, "FREEZING", "1", "0") // not seen stopped yet
 	f.procTask(100, 100, 't')
 	f.procTask(100, 101, 't')
-	if next, _ := f.s.h.check(); next == 0 {
+	if next, _ := f.holder().check(); next == 0 {
 		t.Errorf("check: nothing to look at again, with a SIGSTOP to watch")
 	}
 	f.signals()
@@ -424,11 +422,11 @@ func TestSigstopFallback(t *testing.T) {
 
 	// Someone sends SIGCONT: stopped again at the next look.
 	f.procTask(100, 101, 'R')
-	f.s.h.check()
+	f.holder().check()
 	f.signals("100/101 SIGSTOP")
 	f.files(a, "FREEZING", "1", "0")
 	f.procTask(100, 101, 't')
-	f.s.h.check()
+	f.holder().check()
 	f.files(a, "FROZEN", "1", "0")
 
 	// Thaw: one SIGCONT for the process, and nothing left to watch.
@@ -436,7 +434,7 @@ func TestSigstopFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.wantHeld()
-	if next, _ := f.s.h.check(); next != 0 {
+	if next, _ := f.holder().check(); next != 0 {
 		t.Errorf("check after thaw: look again in %v, want only when woken", next)
 	}
 	f.oneSignal(100, "SIGCONT")
@@ -468,11 +466,11 @@ func TestCheckSleeps(t *testing.T) {
 	if err := f.write(a, "FROZEN"); err != nil {
 		t.Fatal(err)
 	}
-	if next, _ := f.s.h.check(); next != fastLook {
+	if next, _ := f.holder().check(); next != fastLook {
 		t.Errorf("check while stopping: look again in %v, want %v", next, fastLook)
 	}
 	f.stopAll()
-	if next, _ := f.s.h.check(); next != 0 {
+	if next, _ := f.holder().check(); next != 0 {
 		t.Errorf("check while frozen: look again in %v, want only when woken", next)
 	}
 	f.files(a, "FROZEN", "1", "0")
@@ -488,7 +486,7 @@ func TestUnmountLetsGo(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.wantHeld(100)
-	h := f.s.h
+	h := f.holder()
 	f.s.Destroy(f.h.Root())
 	f.wantHeld()
 	if _, closed := h.check(); !closed {
@@ -527,4 +525,35 @@ func TestWriteWaitsForStops(t *testing.T) {
 		t.Errorf("write of FROZEN with tasks not stopping returned after %v, want at least %v", took, freezeWait)
 	}
 	f.files(b, "FREEZING", "1", "0")
+}
+
+// TestWorkerLetsGoOnClose: the holder's worker, stopped by the root's
+// Destroy, looks a last time: a process it stopped with SIGSTOP gets its
+// SIGCONT, and the loop ends.
+func TestWorkerLetsGoOnClose(t *testing.T) {
+	var mu sync.Mutex
+	var sigs []string
+	h := newHolder(newFakeStopper(), t.TempDir(), t.Logf, func(tgid, tid int, sig syscall.Signal) error {
+		mu.Lock()
+		defer mu.Unlock()
+		sigs = append(sigs, fmt.Sprintf("%d/%d %s", tgid, tid, unix.SignalName(sig)))
+		return nil
+	})
+	task := &core.Task{TID: 100, TGID: 100, Start: 10}
+	h.mu.Lock()
+	h.want[task] = struct{}{}
+	h.sigstopped[task] = true
+	h.mu.Unlock()
+	h.w.Start(h.run)
+	h.close()
+	select {
+	case <-h.w.Stop():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the holder's worker did not end after close")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"100/100 SIGCONT"}; !slices.Equal(sigs, want) {
+		t.Errorf("signals at close: got %q, want %q", sigs, want)
+	}
 }

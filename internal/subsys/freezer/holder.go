@@ -1,18 +1,20 @@
 package freezer
 
+// The holder: which tasks of a hierarchy must be frozen, and the SIGSTOP
+// fallback for those another tracer holds.
+
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/stopper"
+	"github.com/containerfs/containerfs/internal/worker"
 )
 
 // How soon the holder looks again at tasks whose stop is not confirmed:
@@ -28,16 +30,17 @@ const (
 // holder is what the freezer holds in one hierarchy: which tasks must be
 // frozen (each held in the Stopper for "freezer"), and the tasks the Stopper
 // cannot stop because another tracer (strace, gdb) holds them, which it
-// stops with SIGSTOP instead. Its goroutine only looks after the latter;
-// stopping and resuming is the Stopper's.
+// stops with SIGSTOP instead. Its worker only looks after the latter;
+// stopping and resuming is the Stopper's. One per hierarchy, in the root's
+// state.
 type holder struct {
 	sp     Stopper
-	proc   string
-	logf   func(format string, a ...any)
+	proc   string // procfs; "" is /proc
+	Logf   core.Logf
 	signal func(tgid, tid int, sig syscall.Signal) error
 
 	// mu is taken after the registry lock and before the Stopper's. The
-	// goroutine never holds it across a read of /proc.
+	// worker never holds it across a read of /proc.
 	mu sync.Mutex
 	// want holds every task of a non-root container whose effective state
 	// is freezing. Guarded by mu.
@@ -48,18 +51,18 @@ type holder struct {
 	changed    time.Time // when want last grew; guarded by mu
 	closed     bool      // guarded by mu
 
-	wake chan struct{} // capacity 1
-	done chan struct{} // closed when the goroutine has ended
+	// w runs run, unless the Subsys is manual (tests call check).
+	w *worker.Worker
 
-	// logged: tasks the goroutine has said it cannot stop. Owned by check.
+	// logged: tasks the worker has said it cannot stop. Owned by check.
 	logged map[*core.Task]bool
 }
 
-func newHolder(sp Stopper, proc string, logf func(string, ...any), signal func(int, int, syscall.Signal) error) *holder {
+func newHolder(sp Stopper, proc string, logger core.Logf, signal func(int, int, syscall.Signal) error) *holder {
 	return &holder{
-		sp: sp, proc: proc, logf: logf, signal: signal,
+		sp: sp, proc: proc, Logf: logger, signal: signal,
 		want: map[*core.Task]struct{}{}, sigstopped: map[*core.Task]bool{},
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		w:      worker.New(),
 		logged: map[*core.Task]bool{},
 	}
 }
@@ -98,15 +101,19 @@ func (h *holder) stoppedLocked(t *core.Task) bool {
 	return st == stopper.Stopped || st == stopper.Gone
 }
 
-func (h *holder) notify() {
-	select {
-	case h.wake <- struct{}{}:
-	default:
-	}
+// notify wakes the worker: want changed. It never blocks.
+func (h *holder) notify() { h.w.Wake() }
+
+// isClosed tells whether the root's Destroy closed h.
+func (h *holder) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
 }
 
-// close lets every task go; the goroutine sends SIGCONT to those it
-// stopped with SIGSTOP, and ends. Call with the registry lock held.
+// close lets every task go; the worker sends SIGCONT to those it stopped
+// with SIGSTOP, and ends. Call with the registry lock held: it does not
+// wait for the worker.
 func (h *holder) close() {
 	h.mu.Lock()
 	h.closed = true
@@ -115,30 +122,25 @@ func (h *holder) close() {
 	}
 	clear(h.want)
 	h.mu.Unlock()
-	h.notify()
+	h.w.Stop()
 }
 
-// run is the holder's goroutine: it sleeps unless a change was made or a
-// stop is unconfirmed.
+// run is the holder's worker loop: it sleeps unless a change was made or a
+// stop is unconfirmed. Once stopped it looks a last time, which lets go
+// the tasks it stopped with SIGSTOP.
 func (h *holder) run() {
-	defer close(h.done)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
 	for {
 		next, closed := h.check()
 		if closed {
 			return
 		}
-		var tick <-chan time.Time
-		if next > 0 {
-			timer.Reset(next)
-			tick = timer.C
+		if next == 0 {
+			next = -1 // only when woken
 		}
-		select {
-		case <-h.wake:
-		case <-tick:
+		if !h.w.Wait(next) {
+			h.check()
+			return
 		}
-		timer.Stop()
 	}
 }
 
@@ -219,7 +221,7 @@ func (h *holder) check() (next time.Duration, closed bool) {
 		if why != "" {
 			if !h.logged[t] {
 				h.logged[t] = true
-				h.logf("freezer: task %d already has a tracer and cannot be stopped: %s", t.TID, why)
+				h.Logf.Printf("freezer: task %d already has a tracer and cannot be stopped: %s", t.TID, why)
 			}
 			continue
 		}
@@ -229,7 +231,7 @@ func (h *holder) check() (next time.Duration, closed bool) {
 		signalled[t.TGID] = true
 		if !h.logged[t] {
 			h.logged[t] = true
-			h.logf("freezer: task %d already has a tracer: stopped with SIGSTOP instead (visible to its parent, undone by SIGCONT until the next look)", t.TID)
+			h.Logf.Printf("freezer: task %d already has a tracer: stopped with SIGSTOP instead (visible to its parent, undone by SIGCONT until the next look)", t.TID)
 		}
 		stopped = append(stopped, t)
 	}
@@ -241,7 +243,7 @@ func (h *holder) check() (next time.Duration, closed bool) {
 		if err != nil {
 			continue // gone: its exit hook drops it
 		}
-		seen[t] = st.state == 'T' || st.state == 't'
+		seen[t] = st.State == 'T' || st.State == 't'
 		if !seen[t] {
 			h.signal(t.TGID, t.TID, syscall.SIGSTOP)
 		}
@@ -294,56 +296,26 @@ func (h *holder) wholeProcess(tgid int, wanted map[int]bool) string {
 	return ""
 }
 
-// stat is what the holder reads from /proc/TGID/task/TID/stat.
-type stat struct {
-	state byte
-	flags uint64
-	start uint64
-}
-
-func readStat(proc string, tgid, tid int) (stat, error) {
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/task/%d/stat", proc, tgid, tid))
+// readStat reads /proc/TGID/task/TID/stat: the path within its thread
+// group, so that a TID reused by another process reads as gone.
+func readStat(root string, tgid, tid int) (proc.Stat, error) {
+	var buf [proc.StatBufSize]byte
+	b, err := proc.ReadSmall(proc.Path(root, tgid, fmt.Sprintf("task/%d/stat", tid)), buf[:])
 	if err != nil {
-		return stat{}, err
+		return proc.Stat{}, err
 	}
-	return parseStat(b)
-}
-
-// PF_KTHREAD, from the flags field of /proc/PID/stat.
-const pfKthread = 0x00200000
-
-// parseStat takes the state (field 3), flags (9) and start time (22) from a
-// stat line. The comm field may hold spaces and parentheses: fields are
-// counted from the last ')'.
-func parseStat(b []byte) (stat, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return stat{}, fmt.Errorf("malformed stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 || len(f[0]) != 1 {
-		return stat{}, fmt.Errorf("short stat")
-	}
-	flags, err := strconv.ParseUint(f[9-3], 10, 64)
-	if err != nil {
-		return stat{}, err
-	}
-	start, err := strconv.ParseUint(f[22-3], 10, 64)
-	if err != nil {
-		return stat{}, err
-	}
-	return stat{state: f[0][0], flags: flags, start: start}, nil
+	return proc.ParseStat(b)
 }
 
 // threads lists the TIDs of process tgid.
-func threads(proc string, tgid int) ([]int, error) {
-	ents, err := os.ReadDir(fmt.Sprintf("%s/%d/task", proc, tgid))
+func threads(root string, tgid int) ([]int, error) {
+	ents, err := os.ReadDir(proc.Path(root, tgid, "task"))
 	if err != nil {
 		return nil, err
 	}
 	tids := make([]int, 0, len(ents))
 	for _, e := range ents {
-		if tid, err := strconv.Atoi(e.Name()); err == nil {
+		if tid, ok := proc.Atoi(e.Name()); ok {
 			tids = append(tids, tid)
 		}
 	}

@@ -1,5 +1,8 @@
 package pids
 
+// The comparison of a fork bomb under containerfs and under the kernel's
+// pids controller (CONTAINERFS_BENCH=1 only).
+
 import (
 	"errors"
 	"fmt"
@@ -53,31 +56,34 @@ func readProcs(dir string) string {
 }
 
 // TestBenchForkBombVsKernel runs the same bomb under containerfs and under
-// the kernel's pids controller, and logs both side by side. It runs only
-// with CONTAINERFS_BENCH=1:
+// the kernel's pids controller, logs both side by side, and asserts the
+// target: containerfs refuses exactly as many forks as the kernel (the
+// same pids.events), and the machine stays responsive. It runs only with
+// CONTAINERFS_BENCH=1:
 //
 //	CONTAINERFS_BENCH=1 go test -run TestBenchForkBombVsKernel -v ./internal/subsys/pids/
 func TestBenchForkBombVsKernel(t *testing.T) {
 	if os.Getenv("CONTAINERFS_BENCH") != "1" {
 		t.Skip("set CONTAINERFS_BENCH=1 to compare with the kernel")
 	}
+	testutil.Short(t)
 	testutil.RequireRoot(t)
 
 	dir := container(t, "bomb")
-	writeFile(t, filepath.Join(dir, "pids.max"), strconv.Itoa(bombMax))
+	testutil.MustWrite(t, filepath.Join(dir, "pids.max"), strconv.Itoa(bombMax))
 	ours, oursRes := runBomb(t, bombForks, bombMax,
 		func(pid int) error {
-			return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+			return testutil.WriteFile(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(pid))
 		},
 		func() (int, error) { return readInt(filepath.Join(dir, "pids.current"), "") })
 	oursEvents, _ := readInt(filepath.Join(dir, "pids.events"), "max ")
 	ours.kill()
 
 	kdir := kernelCgroup(t, kernelPids)
-	writeFile(t, filepath.Join(kdir, "pids.max"), strconv.Itoa(bombMax))
+	testutil.MustWrite(t, filepath.Join(kdir, "pids.max"), strconv.Itoa(bombMax))
 	kern, kernRes := runBomb(t, bombForks, bombMax,
 		func(pid int) error {
-			return os.WriteFile(filepath.Join(kdir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+			return testutil.WriteFile(t, filepath.Join(kdir, "cgroup.procs"), strconv.Itoa(pid))
 		},
 		func() (int, error) { return readInt(filepath.Join(kdir, "pids.current"), "") })
 	kernEvents, _ := readInt(filepath.Join(kdir, "pids.events"), "max ")
@@ -107,4 +113,11 @@ func TestBenchForkBombVsKernel(t *testing.T) {
 	row("bomb run time", oursRes.Elapsed.Round(time.Millisecond), kernRes.Elapsed.Round(time.Millisecond))
 	row("worst 5 ms timer lateness", oursRes.MaxTimerDelay.Round(time.Microsecond), kernRes.MaxTimerDelay.Round(time.Microsecond))
 	row("slowest pids.current read", oursRes.MaxReadDelay.Round(time.Microsecond), kernRes.MaxReadDelay.Round(time.Microsecond))
+
+	if oursEvents != kernEvents {
+		t.Errorf("pids.events: containerfs %d, kernel %d: want the same forks refused", oursEvents, kernEvents)
+	}
+	if oursRes.MaxTimerDelay > maxTimerLate {
+		t.Errorf("a 5 ms timer fired %v late under containerfs, want at most %v", oursRes.MaxTimerDelay, maxTimerLate)
+	}
 }

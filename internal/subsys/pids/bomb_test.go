@@ -1,8 +1,10 @@
 package pids
 
+// The fork bomb and what the tests measure of it: the proc connector's
+// timeline of its children, /proc samples, pids.current reads.
+
 import (
 	"bufio"
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/procevent"
 	"golang.org/x/sys/unix"
 )
@@ -121,33 +124,27 @@ func (sc *procScanner) count(pgid int, any bool) (int, error) {
 	}
 	seen := make(map[int]bool, len(names))
 	n := 0
+	var buf [proc.StatBufSize]byte
 	for _, name := range names {
-		pid, err := strconv.Atoi(name)
-		if err != nil {
+		pid, ok := proc.Atoi(name)
+		if !ok {
 			continue
 		}
 		seen[pid] = true
 		if sc.foreign[pid] {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + name + "/stat")
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		fs := strings.Fields(string(b[i+1:]))
-		if len(fs) < 3 {
-			continue
-		}
-		// fs[0] is the state (field 3), fs[2] the process group (field 5).
-		if pg, _ := strconv.Atoi(fs[2]); pg != pgid {
+		if pg, err := unix.Getpgid(pid); err != nil {
+			continue // gone
+		} else if pg != pgid {
 			sc.foreign[pid] = true
 			continue
 		}
-		if any || (fs[0] != "Z" && fs[0] != "X") {
+		b, err := proc.ReadSmall(proc.Path("", pid, "stat"), buf[:])
+		if err != nil {
+			continue
+		}
+		if st, ok := proc.StateOf(b); ok && (any || (st != 'Z' && st != 'X')) {
 			n++
 		}
 	}

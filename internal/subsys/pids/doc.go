@@ -1,5 +1,6 @@
-// Package pids is the pids subsystem (SPEC section 10): it limits the number
-// of tasks (threads, as the kernel counts them) in a container and its
+// Package pids is the pids subsystem (kernel/cgroup/pids.c,
+// Documentation/admin-guide/cgroup-v1/pids.rst): it limits the number of
+// tasks (threads, as the kernel counts them) in a container and its
 // descendants.
 //
 // Files, none in the root: pids.max ("max" or 0..4194304), pids.current
@@ -33,11 +34,13 @@
 //
 // # Locking
 //
-// max is guarded by the registry lock. current, events and the indexes of
-// refused and non-root tasks are guarded by Subsys.mu, because the killer
-// goroutine reads and updates them without the registry lock. Hooks take
-// Subsys.mu after the registry lock; the killer never takes the registry
-// lock.
+// What is hierarchy-wide (the indexes of refused and non-root tasks, the
+// killer's queue, the killer itself, a worker.Worker) is in a hier, made
+// by the root's Create and shared by every state of the hierarchy. max is
+// guarded by the registry lock. current, peak, events and the hier's
+// indexes are guarded by hier.mu, because the killer reads and updates
+// them without the registry lock. Hooks take hier.mu after the registry
+// lock; the killer never takes the registry lock.
 //
 // # What it must never do
 //

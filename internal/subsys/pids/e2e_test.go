@@ -1,5 +1,7 @@
 package pids
 
+// End-to-end tests on a pids mount of a real daemon, with real processes.
+
 import (
 	"bufio"
 	"fmt"
@@ -33,13 +35,6 @@ func container(t *testing.T, name string) string {
 		}
 	})
 	return dir
-}
-
-func writeFile(t *testing.T, path, data string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(data), 0); err != nil {
-		t.Fatalf("write %q to %s: %v", data, path, err)
-	}
 }
 
 func readInt(path, prefix string) (int, error) {
@@ -84,8 +79,9 @@ func start(t *testing.T, name string, args ...string) *exec.Cmd {
 // over the limit; a fork over the limit is: the child dies of SIGKILL, the
 // forking shell lives, and pids.events counts it.
 func TestAttachMayExceedForkIsKilled(t *testing.T) {
+	testutil.Short(t)
 	dir := container(t, "c")
-	writeFile(t, filepath.Join(dir, "pids.max"), "2")
+	testutil.MustWrite(t, filepath.Join(dir, "pids.max"), "2")
 	var sleepers []*exec.Cmd
 	for range 2 {
 		sleepers = append(sleepers, start(t, "sleep", "60"))
@@ -102,7 +98,7 @@ func TestAttachMayExceedForkIsKilled(t *testing.T) {
 		sh.Wait()
 	})
 	for _, c := range append(sleepers, sh) {
-		writeFile(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(c.Process.Pid))
+		testutil.MustWrite(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(c.Process.Pid))
 	}
 	if n, err := readInt(filepath.Join(dir, "pids.current"), ""); err != nil || n != 3 {
 		t.Fatalf("pids.current after moving 3 tasks in under pids.max 2: got %d, %v, want 3", n, err)
@@ -165,10 +161,11 @@ const (
 // or take the machine's load), every refused fork counted in pids.events,
 // and the machine responsive throughout.
 func TestForkBomb(t *testing.T) {
+	testutil.Short(t)
 	dir := container(t, "bomb")
-	writeFile(t, filepath.Join(dir, "pids.max"), strconv.Itoa(bombMax))
+	testutil.MustWrite(t, filepath.Join(dir, "pids.max"), strconv.Itoa(bombMax))
 	place := func(pid int) error {
-		return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+		return testutil.WriteFile(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(pid))
 	}
 	current := func() (int, error) { return readInt(filepath.Join(dir, "pids.current"), "") }
 	b, res := runBomb(t, bombForks, bombMax, place, current)
@@ -266,11 +263,12 @@ func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration) (syscall.WaitStatus,
 // killed alone, so its whole process is (the kernel would fail its clone
 // with EAGAIN; Go's runtime, like most, dies of that anyway).
 func TestNewThreadOverLimitKillsProcess(t *testing.T) {
+	testutil.Short(t)
 	dir := container(t, "c")
 	cmd, in, _ := threadHelper(t, 3)
-	writeFile(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(cmd.Process.Pid))
+	testutil.MustWrite(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(cmd.Process.Pid))
 	n := threadCount(t, cmd.Process.Pid)
-	writeFile(t, filepath.Join(dir, "pids.max"), strconv.Itoa(n+1))
+	testutil.MustWrite(t, filepath.Join(dir, "pids.max"), strconv.Itoa(n+1))
 	io.WriteString(in, "go\n")
 	ws, ok := waitExit(t, cmd, 30*time.Second)
 	if !ok {
@@ -295,14 +293,15 @@ func TestNewThreadOverLimitKillsProcess(t *testing.T) {
 // root container; a new thread over the limit then is not killed, since
 // that would kill threads of the root container too. It is charged.
 func TestThreadOfSplitProcessIsSpared(t *testing.T) {
+	testutil.Short(t)
 	dir := container(t, "c")
 	cmd, in, out := threadHelper(t, 2)
 	before := threadCount(t, cmd.Process.Pid)
 	if before < 2 {
 		t.Fatalf("helper has %d threads, want several", before)
 	}
-	writeFile(t, filepath.Join(dir, "tasks"), strconv.Itoa(cmd.Process.Pid)) // the leader only
-	writeFile(t, filepath.Join(dir, "pids.max"), "1")
+	testutil.MustWrite(t, filepath.Join(dir, "tasks"), strconv.Itoa(cmd.Process.Pid)) // the leader only
+	testutil.MustWrite(t, filepath.Join(dir, "pids.max"), "1")
 	io.WriteString(in, "go\n")
 	if line, err := out.ReadString('\n'); err != nil || strings.TrimSpace(line) != "started" {
 		t.Fatalf("helper: %q, %v", line, err)

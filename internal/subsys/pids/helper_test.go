@@ -1,5 +1,7 @@
 package pids
 
+// The test binary as a helper process that makes threads on demand.
+
 import (
 	"bufio"
 	"fmt"

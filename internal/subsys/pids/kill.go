@@ -1,18 +1,17 @@
 package pids
 
+// The killer: how refused tasks die, and when a new thread's whole process
+// may not (groupKillable).
+
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"log"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/containerfs/containerfs/internal/core"
-	"golang.org/x/sys/unix"
-
 	"github.com/containerfs/containerfs/internal/proc"
+	"golang.org/x/sys/unix"
 )
 
 // refusal is a task whose fork the kernel would have refused.
@@ -20,95 +19,60 @@ type refusal struct {
 	t *core.Task
 }
 
-// killer is the goroutine that kills refused threads, outside the registry
-// lock, one per bound hierarchy: deciding whether a thread's whole process
-// may die takes a look at /proc. (Refused processes are killed in the Fork
-// hook itself.)
-type killer struct {
-	queue []refusal     // guarded by Subsys.mu
-	wake  chan struct{} // capacity 1: "the queue is not empty"
-	stop  chan struct{} // closed by the root's Destroy
-}
-
-func newKiller() *killer {
-	return &killer{wake: make(chan struct{}, 1), stop: make(chan struct{})}
-}
-
-// queueLocked adds r to the queue and wakes the killer; it never blocks.
-// Call with Subsys.mu held.
-func (k *killer) queueLocked(r refusal) {
-	k.queue = append(k.queue, r)
-	select {
-	case k.wake <- struct{}{}:
-	default:
+// runKiller is the loop of h's killer, one worker per bound hierarchy: it
+// kills refused threads, outside the registry lock, as deciding whether a
+// thread's whole process may die takes a look at /proc. (Refused processes
+// are killed in the Fork hook itself.)
+func (s *Subsys) runKiller(h *hier) {
+	for h.w.Wait(-1) {
+		s.drain(h)
 	}
 }
 
-func (s *Subsys) runKiller(k *killer) {
-	for {
-		select {
-		case <-k.stop:
-			return
-		case <-k.wake:
-		}
-		s.mu.Lock()
-		q := k.queue
-		k.queue = nil
-		s.mu.Unlock()
-		for _, r := range q {
-			s.enforce(r)
-		}
+// drain enforces every refusal queued so far.
+func (s *Subsys) drain(h *hier) {
+	h.mu.Lock()
+	q := h.queue
+	h.queue = nil
+	h.mu.Unlock()
+	for _, r := range q {
+		s.enforce(h, r)
 	}
-}
-
-func (s *Subsys) proc() string {
-	if s.procRoot == "" {
-		return "/proc"
-	}
-	return s.procRoot
-}
-
-func (s *Subsys) logf(format string, a ...any) {
-	if s.logFn != nil {
-		s.logFn(format, a...)
-		return
-	}
-	log.Printf(format, a...)
 }
 
 // pidfdThread is PIDFD_THREAD (Linux 6.9): a pidfd for one thread.
 const pidfdThread = unix.O_EXCL
 
 // enforce kills refused task r.t, unless that would kill something it must
-// not. It runs on the killer goroutine, without the registry lock.
-func (s *Subsys) enforce(r refusal) {
+// not. It runs on the killer, without the registry lock.
+func (s *Subsys) enforce(h *hier, r refusal) {
 	t := r.t
 	if t.TID != t.TGID {
 		// SIGKILL cannot kill one thread: it kills the whole group.
-		if ok, why := s.groupKillable(t); !ok {
-			s.mu.Lock()
-			if st, doomed := s.doomed[t]; doomed {
+		if ok, why := s.groupKillable(h, t); !ok {
+			h.mu.Lock()
+			if st, doomed := h.doomed[t]; doomed {
 				// Not refused after all: it lives, so it is charged.
-				delete(s.doomed, t)
+				delete(h.doomed, t)
 				st.chargeLocked(1)
 			}
-			s.mu.Unlock()
-			s.logf("pids: thread %d of process %d is over its container's pids.max but is left running: %s", t.TID, t.TGID, why)
+			h.mu.Unlock()
+			s.Logf.Printf("pids: thread %d of process %d is over its container's pids.max but is left running: %s", t.TID, t.TGID, why)
 			return
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.killLocked(r)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s.killLocked(h, r)
 }
 
 // killLocked kills refused task r.t if it is still refused and not in the
-// root container. It holds mu while it signals (a pidfd signal never
+// root container. It holds h.mu while it signals (a pidfd signal never
 // blocks), so that the task cannot be moved into the root container between
-// the check and the kill: the Attach hook waits for mu. Call with s.mu held.
-func (s *Subsys) killLocked(r refusal) {
+// the check and the kill: the Attach hook waits for h.mu. Call with h.mu held.
+func (s *Subsys) killLocked(h *hier, r refusal) {
 	t := r.t
-	st, doomed := s.doomed[t]
+	st, doomed := h.doomed[t]
 	if !doomed {
 		return // it exited meanwhile
 	}
@@ -116,7 +80,7 @@ func (s *Subsys) killLocked(r refusal) {
 		// Moved into the root container before we got to it: never
 		// enforce anything there. It lives, uncharged (the root has no
 		// pids.current).
-		delete(s.doomed, t)
+		delete(h.doomed, t)
 		return
 	}
 	if t.TGID == os.Getpid() {
@@ -136,7 +100,7 @@ func (s *Subsys) killLocked(r refusal) {
 	if fd >= 0 {
 		defer unix.Close(fd)
 	}
-	start, err := readStart(s.proc(), t.TGID, t.TID)
+	start, err := readStart(s.procRoot, t.TGID, t.TID)
 	if err != nil || !proc.SameStart(t.Start, start) {
 		return // gone, and the PID is someone else's
 	}
@@ -147,7 +111,7 @@ func (s *Subsys) killLocked(r refusal) {
 	}
 	if err != nil {
 		if !errors.Is(err, unix.ESRCH) {
-			s.logf("pids: kill refused task %d: %v", t.TID, err)
+			s.Logf.Printf("pids: kill refused task %d: %v", t.TID, err)
 		}
 		return
 	}
@@ -186,34 +150,33 @@ func openPidfd(t *core.Task) (fd int, tg bool, err error) {
 //     leader alone was moved (it forbids the kill). Start times tell them
 //     apart, to a clock tick; within a tick, TIDs do, as the kernel hands
 //     them out in increasing order (modulo pid_max).
-func (s *Subsys) groupKillable(t *core.Task) (bool, string) {
-	dir := fmt.Sprintf("%s/%d/task", s.proc(), t.TGID)
-	ents, err := os.ReadDir(dir)
+func (s *Subsys) groupKillable(h *hier, t *core.Task) (bool, string) {
+	ents, err := os.ReadDir(proc.Path(s.procRoot, t.TGID, "task"))
 	if err != nil {
 		return true, "" // the group is gone; nothing will be killed
 	}
 	var unknown []int
-	s.mu.Lock()
+	h.mu.Lock()
 	for _, e := range ents {
-		tid, err := strconv.Atoi(e.Name())
-		if err != nil {
+		tid, ok := proc.Atoi(e.Name())
+		if !ok {
 			continue
 		}
-		if _, ok := s.inRoot[tid]; ok {
-			s.mu.Unlock()
+		if _, ok := h.inRoot[tid]; ok {
+			h.mu.Unlock()
 			return false, fmt.Sprintf("thread %d of the same process is in the root container", tid)
 		}
-		if _, ok := s.nonRoot[tid]; !ok {
+		if _, ok := h.nonRoot[tid]; !ok {
 			unknown = append(unknown, tid)
 		}
 	}
-	s.mu.Unlock()
+	h.mu.Unlock()
 	for _, tid := range unknown {
-		start, err := readStart(s.proc(), t.TGID, tid)
+		start, err := readStart(s.procRoot, t.TGID, tid)
 		if err != nil {
 			continue // exited
 		}
-		if olderThan(start, tid, t, s.pidMax()) {
+		if olderThan(start, tid, t, s.pidMax(h)) {
 			return false, fmt.Sprintf("thread %d of the same process, older than it, is in no container of ours: it may be in the root container", tid)
 		}
 	}
@@ -235,41 +198,38 @@ func olderThan(start uint64, tid int, t *core.Task, pidMax int) bool {
 	return d > 0 && d < pidMax/2
 }
 
-// pidMax is /proc/sys/kernel/pid_max (read once), or PID_MAX_LIMIT.
-func (s *Subsys) pidMax() int {
-	s.pidMaxOnce.Do(func() {
-		s.pidMaxVal = pidMaxLimit
-		b, err := os.ReadFile(s.proc() + "/sys/kernel/pid_max")
+// pidMax is /proc/sys/kernel/pid_max (read once per hierarchy), or
+// PID_MAX_LIMIT.
+func (s *Subsys) pidMax(h *hier) int {
+	h.pidMaxOnce.Do(func() {
+		h.pidMaxVal = pidMaxLimit
+		root := s.procRoot
+		if root == "" {
+			root = proc.Root
+		}
+		b, err := os.ReadFile(root + "/sys/kernel/pid_max")
 		if err != nil {
 			return
 		}
-		if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && v > 0 {
-			s.pidMaxVal = v
+		if v, ok := proc.Atoi(strings.TrimSpace(string(b))); ok && v > 0 {
+			h.pidMaxVal = v
 		}
 	})
-	return s.pidMaxVal
+	return h.pidMaxVal
 }
 
-// readStart reads a thread's start time (clock ticks since boot, field 22
-// of /proc/TGID/task/TID/stat).
-func readStart(proc string, tgid, tid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/task/%d/stat", proc, tgid, tid))
+// readStart reads a thread's start time from /proc/TGID/task/TID/stat: the
+// path within its thread group, so that a TID reused by another process
+// reads as gone.
+func readStart(root string, tgid, tid int) (uint64, error) {
+	var buf [proc.StatBufSize]byte
+	b, err := proc.ReadSmall(proc.Path(root, tgid, fmt.Sprintf("task/%d/stat", tid)), buf[:])
 	if err != nil {
 		return 0, err
 	}
-	return parseStart(b)
-}
-
-// parseStart takes field 22 from a stat line. The comm field may hold
-// spaces and parentheses: fields are counted from the last ')'.
-func parseStart(b []byte) (uint64, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed stat")
+	st, err := proc.ParseStat(b)
+	if err != nil {
+		return 0, err
 	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, fmt.Errorf("short stat")
-	}
-	return strconv.ParseUint(f[22-3], 10, 64)
+	return st.Start, nil
 }

@@ -1,5 +1,8 @@
 package pids
 
+// Unit tests: ParseMax, and the files and hooks on an in-process registry
+// whose killer kills nothing real.
+
 import (
 	"errors"
 	"fmt"
@@ -35,7 +38,23 @@ func TestParseMax(t *testing.T) {
 		{in: "max 1", err: syscall.EINVAL},
 		{in: "1_000", err: syscall.EINVAL},
 		{in: "10 20", err: syscall.EINVAL},
+		// kstrtoll, not Go: no 0b, 0o or underscores.
+		{in: "0b11", err: syscall.EINVAL},
+		{in: "0o17", err: syscall.EINVAL},
+		{in: "017", want: 15},
+		{in: "0x", err: syscall.EINVAL},
+		{in: "-0", want: 0},
+		{in: "+-1", err: syscall.EINVAL},
+		{in: "1\n\n", want: 1}, // strstrip takes every trailing space
+		{in: "\t\v7\f\r", want: 7},
+		{in: "\xa0max\xa0", want: unlimited},   // Latin-1 no-break space: a space to the kernel
+		{in: "\u00a0max", err: syscall.EINVAL}, // UTF-8 U+00A0: two bytes, not spaces
+		// kstrtoll's ERANGE is pids_max_write's answer on overflow.
 		{in: "99999999999999999999", err: syscall.ERANGE},
+		{in: "9223372036854775808", err: syscall.ERANGE},
+		{in: "-99999999999999999999", err: syscall.ERANGE},
+		{in: "0x8000000000000000", err: syscall.ERANGE},
+		{in: "9223372036854775807", err: syscall.EINVAL}, // in range for kstrtoll, over PIDS_MAX
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
@@ -69,7 +88,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	f := &fixture{t: t, procs: fakeProcs{}}
-	f.s = &Subsys{manual: true, procRoot: t.TempDir(), logFn: t.Logf}
+	f.s = &Subsys{manual: true, procRoot: t.TempDir(), Logf: t.Logf}
 	f.s.sendKill = func(r refusal) error {
 		f.killed = append(f.killed, r.t.TID)
 		return nil
@@ -131,14 +150,9 @@ func (f *fixture) write(c *core.Container, name, data string) error {
 	return testutil.Write(f.t, f.r, c, name, data)
 }
 
+// drain runs the killer's queue, as its worker would when woken.
 func (f *fixture) drain() {
-	f.s.mu.Lock()
-	q := f.s.k.queue
-	f.s.k.queue = nil
-	f.s.mu.Unlock()
-	for _, r := range q {
-		f.s.enforce(r)
-	}
+	f.s.drain(f.s.state(f.h.Root()).h)
 }
 
 func (f *fixture) want(c *core.Container, name, want string) {
@@ -477,21 +491,15 @@ func TestOlderThan(t *testing.T) {
 	}
 }
 
-func TestParseStart(t *testing.T) {
-	tests := []struct {
-		line string
-		want uint64
-		ok   bool
-	}{
-		{line: "42 (sh) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 12345 2000000 100 18446744073709551615\n", want: 12345, ok: true},
-		{line: "42 (a) b)) R 1 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 7 0 0\n", want: 7, ok: true},
-		{line: "42 (sh S 1", ok: false},
-		{line: "42 (sh) S 1 2 3\n", ok: false},
+// TestReadStart: the killer reads a thread's start time within its thread
+// group, whatever its comm holds.
+func TestReadStart(t *testing.T) {
+	proc := t.TempDir()
+	writeStat(t, proc, 100, 101, 12345)
+	if got, err := readStart(proc, 100, 101); err != nil || got != 12345 {
+		t.Errorf("readStart: got %d, %v, want 12345", got, err)
 	}
-	for _, tc := range tests {
-		got, err := parseStart([]byte(tc.line))
-		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
-			t.Errorf("parseStart(%q): got %d, %v, want %d, ok=%v", tc.line, got, err, tc.want, tc.ok)
-		}
+	if _, err := readStart(proc, 200, 101); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("readStart of a thread of another group: got %v, want ENOENT", err)
 	}
 }
