@@ -204,7 +204,11 @@ func TestFiles(t *testing.T) {
 	}{
 		{write: "FREEZING", err: syscall.EINVAL, state: "THAWED"},
 		{write: "frozen", err: syscall.EINVAL, state: "THAWED"},
-		{write: "", err: syscall.EINVAL, state: "THAWED"},
+		{write: "", state: "THAWED"}, // a write of nothing reaches no handler: no error, nothing changes
+		{write: "\n", err: syscall.EINVAL, state: "THAWED"},
+		{write: "FROZEN\xc2\xa0", err: syscall.EINVAL, state: "THAWED"}, // UTF-8 U+00A0 is no kernel space
+		{write: "FROZEN\x00junk", state: "FROZEN"},                      // the handler sees a C string
+		{write: "THAWED", state: "THAWED"},
 		{write: "FROZEN THAWED", err: syscall.EINVAL, state: "THAWED"},
 		{write: " FROZEN\n", state: "FROZEN"}, // empty: frozen at once
 		{write: "1", err: syscall.EINVAL, state: "FROZEN"},
