@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // State is what the Stopper knows of a task.
@@ -201,7 +203,13 @@ func (s *Stopper) Stop(tid int, start uint64, reason string) {
 		// or a task already gone: identify the task again before the
 		// next seize. While it is traced its TID cannot be reused, so the
 		// loop keeps an attached task as it is.
-		if start != 0 && (t.start == 0 || !sameStart(t.start, start)) {
+		//
+		// Both starts are callers' records, either of which may be a
+		// fork event's: this only decides whether to check again against
+		// /proc (identify, with proc.SameStart). Any difference beyond a
+		// tick either way re-checks, so a stale record never holds the
+		// task that reused its TID.
+		if start != 0 && (t.start == 0 || !(proc.ID{TID: tid, Start: t.start}).Is(proc.ID{TID: tid, Start: start})) {
 			t.start = start
 			t.reident = true
 		}

@@ -6,12 +6,10 @@
 package stopper
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -128,14 +126,16 @@ func (s *Stopper) identify(t *task, start uint64) error {
 	} else if err != nil {
 		return err
 	}
-	got, ppid, err := statOf(t.tid)
-	if err != nil || (start != 0 && !proc.SameStart(start, got)) {
+	// start may be a fork event's timestamp (the freezer's record of a
+	// task), late and never early: proc.SameStart, not proc.ID.Is.
+	st, err := proc.ReadStat("", t.tid)
+	if err != nil || (start != 0 && !proc.SameStart(start, st.Start)) {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
 		return unix.ESRCH
 	}
-	if ppid == s.self {
+	if st.PPID == s.self {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
@@ -152,50 +152,13 @@ func (s *Stopper) closePidfd(t *task) {
 	}
 }
 
-// statOf reads a task's start time and parent process from /proc/TID/stat.
-func statOf(tid int) (start uint64, ppid int, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("malformed stat of %d", tid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); field n is f[n-3].
-	if len(f) < 20 {
-		return 0, 0, fmt.Errorf("short stat of %d", tid)
-	}
-	ppid, _ = strconv.Atoi(f[4-3])
-	start, err = strconv.ParseUint(f[22-3], 10, 64)
-	return start, ppid, err
-}
-
 // inert tells whether a task that cannot be seized never runs user code
 // anyway: a zombie (a thread-group leader that exited before its other
 // threads) or a kernel thread. Such a task counts as stopped.
 func inert(tid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 7 {
-		return false
-	}
-	const pfKthread = 0x00200000
-	flags, _ := strconv.ParseUint(f[9-3], 10, 64)
-	return f[0] == "Z" || f[0] == "X" || flags&pfKthread != 0
+	st, err := proc.ReadStat("", tid)
+	return err == nil && (st.Zombie() || st.Kernel())
 }
-
-// sameStart compares start times in clock ticks with a tick of tolerance,
-// as the core does.
-func sameStart(a, b uint64) bool { return a <= b+1 && b <= a+1 }
 
 // reap consumes every pending report of our tracees. It peeks with
 // WNOWAIT first, so that a real child of this thread (none is expected)
