@@ -22,12 +22,14 @@ type work struct {
 }
 
 // loop is the ptrace thread. Every ptrace request and every wait for a
-// tracee happens here.
+// tracee happens here. s.w runs it in a goroutine of its own, which it
+// locks to its OS thread before anything else; it selects on the worker's
+// Woken and Stopping channels itself, with SIGCHLD and its poll timer.
 func (s *Stopper) loop() {
-	// Never unlocked: when loop returns the thread exits, and with it any
-	// trace relationship left over (the kernel detaches, the tasks run).
+	// Never unlocked: when loop returns (and the worker closes its done
+	// channel on this goroutine) the thread exits, and with it any trace
+	// relationship left over (the kernel detaches, the tasks run).
 	runtime.LockOSThread()
-	defer close(s.done)
 	defer signal.Stop(s.sigchld)
 	if !s.opts.NoRealtime {
 		// Resuming many tasks wakes them all; a thread at normal priority
@@ -62,12 +64,12 @@ func (s *Stopper) loop() {
 		}
 		timer.Reset(next)
 		select {
-		case <-s.wake:
+		case <-s.w.Woken():
 			s.poll = pollFirst // a new wish or a new waiter: look soon
 		case <-s.sigchld:
 		case <-timer.C:
 			s.poll = min(2*s.poll, 50*time.Millisecond)
-		case <-s.quit:
+		case <-s.w.Stopping():
 			s.shutdown()
 			return
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/containerfs/containerfs/internal/proc"
+	"github.com/containerfs/containerfs/internal/worker"
 )
 
 // State is what the Stopper knows of a task.
@@ -87,9 +88,9 @@ type Stopper struct {
 	waiters map[*waiter]struct{} // guarded by mu
 	closed  bool                 // guarded by mu
 
-	wake chan struct{} // the wish changed; buffered, never blocks
-	quit chan struct{}
-	done chan struct{}
+	// w runs loop, the ptrace thread: Wake says a wish changed or a
+	// waiter came (it never blocks), Stop ends the loop.
+	w *worker.Worker
 
 	// The ptrace thread's own state: touched only by loop.
 	traced  map[int]*task      // attached tasks
@@ -165,9 +166,7 @@ func New(opts Options) *Stopper {
 		tasks:   map[int]*task{},
 		dirty:   map[int]struct{}{},
 		waiters: map[*waiter]struct{}{},
-		wake:    make(chan struct{}, 1),
-		quit:    make(chan struct{}),
-		done:    make(chan struct{}),
+		w:       worker.New(),
 		traced:  map[int]*task{},
 		touched: map[*task]struct{}{},
 		failing: map[*task]struct{}{},
@@ -178,7 +177,7 @@ func New(opts Options) *Stopper {
 	// none (quietStops); the loop polls for them instead.
 	quietOnce.Do(quietStops)
 	signal.Notify(s.sigchld, syscall.SIGCHLD)
-	go s.loop()
+	s.w.Start(s.loop)
 	return s
 }
 
@@ -294,10 +293,7 @@ func (s *Stopper) Status(tid int) (State, error) {
 	if t.state == Stopping {
 		// Its stop report may be waiting: no SIGCHLD announces it. Have
 		// the loop look, so that asking again soon gets the news.
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		s.w.Wake()
 	}
 	return t.state, t.err
 }
@@ -326,10 +322,7 @@ func (s *Stopper) WaitStopped(tids []int) <-chan struct{} {
 	}
 	s.waiters[w] = struct{}{}
 	// The loop looks for stop reports only when someone waits for them.
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.w.Wake()
 	return w.ch
 }
 
@@ -348,7 +341,7 @@ func (s *Stopper) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		<-s.done
+		<-s.w.Stop()
 		return nil
 	}
 	s.closed = true
@@ -357,17 +350,13 @@ func (s *Stopper) Close() error {
 	}
 	clear(s.waiters)
 	s.mu.Unlock()
-	close(s.quit)
-	<-s.done
+	<-s.w.Stop()
 	return nil
 }
 
 func (s *Stopper) markLocked(tid int) {
 	s.dirty[tid] = struct{}{}
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.w.Wake()
 }
 
 func (s *Stopper) settledLocked(w *waiter) bool {
