@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/containerfs/containerfs/internal/testutil"
 )
 
 // The test binary doubles as a daemon-like process (PRIO_TEST_CHILD=1): it
@@ -65,9 +67,7 @@ func child() {
 }
 
 func TestRaise(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testutil.RequireRoot(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "PRIO_TEST_CHILD=1")
 	cmd.Stderr = os.Stderr

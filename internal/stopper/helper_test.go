@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/containerfs/containerfs/internal/proc"
+	"github.com/containerfs/containerfs/internal/testutil"
 )
 
 // The test binary doubles as a parent process: with STOPPER_HELPER=parent it
@@ -87,7 +88,9 @@ func startFamily(t *testing.T, scripts ...string) *family { return startFamilyTB
 func startFamilyTB(t testing.TB, scripts ...string) *family {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], scripts...)
-	cmd.Env = append(os.Environ(), "STOPPER_HELPER=parent")
+	// The race detector sleeps a second when a process exits, to report
+	// late races: not in the helper, which every test ends.
+	cmd.Env = append(os.Environ(), "STOPPER_HELPER=parent", "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -211,12 +214,7 @@ func startOf(t *testing.T, tid int) uint64 {
 
 func newStopper(t *testing.T) *Stopper {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but the stopper tests need root (ptrace)")
-		}
-		t.Skip("needs root")
-	}
+	testutil.RequireRoot(t)
 	s := New(Options{Logf: t.Logf, RetryInterval: 50 * time.Millisecond})
 	t.Cleanup(func() { s.Close() })
 	return s
