@@ -55,7 +55,7 @@ func (s State) String() string {
 // Options configure a Stopper. The zero value is what the daemon uses.
 type Options struct {
 	// NoRealtime keeps the ptrace thread at the daemon's normal priority
-	// instead of SCHED_FIFO 1.
+	// instead of SCHED_FIFO 2.
 	NoRealtime bool
 	// RetryInterval is how often a task that could not be seized is tried
 	// again; 0 is one second.
