@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/testutil"
 )
 
@@ -117,7 +118,10 @@ func TestRaise(t *testing.T) {
 	}
 	ordinary := 0
 	for _, e := range ents {
-		tid, _ := strconv.Atoi(e.Name())
+		tid, ok := proc.Atoi(e.Name())
+		if !ok {
+			continue
+		}
 		pol, nice, err := Policy(tid)
 		if err != nil {
 			continue // ended meanwhile
