@@ -35,6 +35,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // Nice is the nice value of the daemon's non-real-time threads.
@@ -50,8 +52,8 @@ func Raise(logf func(string, ...any)) (realtime bool) {
 	realtime = true
 	ents, _ := os.ReadDir("/proc/self/task")
 	for _, e := range ents {
-		tid, err := strconv.Atoi(e.Name())
-		if err != nil {
+		tid, ok := proc.Atoi(e.Name())
+		if !ok {
 			continue
 		}
 		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, Nice); err != nil {
@@ -69,7 +71,7 @@ func Raise(logf func(string, ...any)) (realtime bool) {
 	if !realtime {
 		// Some threads may have been made real-time before the refusal.
 		for _, e := range ents {
-			if tid, err := strconv.Atoi(e.Name()); err == nil {
+			if tid, ok := proc.Atoi(e.Name()); ok {
 				setOther(tid, Nice)
 			}
 		}

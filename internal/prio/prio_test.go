@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/containerfs/containerfs/internal/proc"
+	"github.com/containerfs/containerfs/internal/testutil"
 )
 
 // The test binary doubles as a daemon-like process (PRIO_TEST_CHILD=1): it
@@ -65,9 +68,7 @@ func child() {
 }
 
 func TestRaise(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testutil.RequireRoot(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "PRIO_TEST_CHILD=1")
 	cmd.Stderr = os.Stderr
@@ -117,7 +118,10 @@ func TestRaise(t *testing.T) {
 	}
 	ordinary := 0
 	for _, e := range ents {
-		tid, _ := strconv.Atoi(e.Name())
+		tid, ok := proc.Atoi(e.Name())
+		if !ok {
+			continue
+		}
 		pol, nice, err := Policy(tid)
 		if err != nil {
 			continue // ended meanwhile

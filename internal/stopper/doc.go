@@ -13,10 +13,11 @@
 //
 // # How a task is stopped
 //
-// A dedicated goroutine, locked to its OS thread (runtime.LockOSThread) and
-// raised to SCHED_FIFO 2 when allowed, one above the rest of the daemon
-// (resuming many tasks must not be preempted by the tasks it wakes, see
-// FIELD-NOTES), does every ptrace call:
+// A dedicated goroutine (a worker.Worker's), locked to its OS thread
+// (runtime.LockOSThread) and raised to SCHED_FIFO 2 when allowed, one above
+// the rest of the daemon (resuming many tasks must not be preempted by the
+// tasks it wakes, see docs/field-notes.md, "CPU scheduling from
+// userspace"), does every ptrace call:
 //
 //   - Stop: PTRACE_SEIZE with no options, then PTRACE_INTERRUPT. The task
 //     enters a PTRACE_EVENT_STOP trap (state "t"), which its parent's

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/containerfs/containerfs/internal/proc"
+	"github.com/containerfs/containerfs/internal/testutil"
 )
 
 // The test binary doubles as a parent process: with STOPPER_HELPER=parent it
@@ -87,7 +88,9 @@ func startFamily(t *testing.T, scripts ...string) *family { return startFamilyTB
 func startFamilyTB(t testing.TB, scripts ...string) *family {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], scripts...)
-	cmd.Env = append(os.Environ(), "STOPPER_HELPER=parent")
+	// The race detector sleeps a second when a process exits, to report
+	// late races: not in the helper, which every test ends.
+	cmd.Env = append(os.Environ(), "STOPPER_HELPER=parent", "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -173,41 +176,45 @@ func (f *family) expect(want string, within time.Duration) {
 // runTime is a task's CPU time so far, from /proc/TID/schedstat.
 func runTime(t *testing.T, tid int) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", tid))
+	var buf [256]byte
+	b, err := proc.ReadSmall(proc.Path("", tid, "schedstat"), buf[:])
 	if err != nil {
 		t.Fatalf("schedstat of %d: %v", tid, err)
 	}
-	ns, _ := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64)
-	return time.Duration(ns)
+	ss, err := proc.ParseSchedstat(b)
+	if err != nil {
+		t.Fatalf("schedstat of %d: %v", tid, err)
+	}
+	return time.Duration(ss.Run)
 }
 
-// procState is the state letter of /proc/TID/stat ("R", "S", "t", ...).
+// procState is the state letter of /proc/TID/stat ("R", "S", "t", ...),
+// or "gone".
 func procState(tid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", tid))
+	var buf [proc.StatBufSize]byte
+	b, err := proc.ReadSmall(proc.Path("", tid, "stat"), buf[:])
 	if err != nil {
 		return "gone"
 	}
-	s := string(b)
-	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[0]
+	st, ok := proc.StateOf(b)
+	if !ok {
+		return "gone"
+	}
+	return string(st)
 }
 
 func startOf(t *testing.T, tid int) uint64 {
 	t.Helper()
-	st, _, err := statOf(tid)
+	st, err := proc.ReadStat("", tid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st
+	return st.Start
 }
 
 func newStopper(t *testing.T) *Stopper {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but the stopper tests need root (ptrace)")
-		}
-		t.Skip("needs root")
-	}
+	testutil.RequireRoot(t)
 	s := New(Options{Logf: t.Logf, RetryInterval: 50 * time.Millisecond})
 	t.Cleanup(func() { s.Close() })
 	return s

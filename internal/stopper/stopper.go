@@ -1,25 +1,22 @@
+// This file is the Stopper's API and its types: what callers ask (Stop,
+// Resume, Forget, WaitStopped) and read (Status, Held, Stats), recorded
+// under the Stopper's lock for the ptrace thread to act on.
+
 package stopper
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
 	"log"
 	"os"
 	"os/signal"
-	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/containerfs/containerfs/internal/proc"
+	"github.com/containerfs/containerfs/internal/worker"
 )
 
 // State is what the Stopper knows of a task.
@@ -58,7 +55,7 @@ func (s State) String() string {
 // Options configure a Stopper. The zero value is what the daemon uses.
 type Options struct {
 	// NoRealtime keeps the ptrace thread at the daemon's normal priority
-	// instead of SCHED_FIFO 1.
+	// instead of SCHED_FIFO 2.
 	NoRealtime bool
 	// RetryInterval is how often a task that could not be seized is tried
 	// again; 0 is one second.
@@ -91,9 +88,9 @@ type Stopper struct {
 	waiters map[*waiter]struct{} // guarded by mu
 	closed  bool                 // guarded by mu
 
-	wake chan struct{} // the wish changed; buffered, never blocks
-	quit chan struct{}
-	done chan struct{}
+	// w runs loop, the ptrace thread: Wake says a wish changed or a
+	// waiter came (it never blocks), Stop ends the loop.
+	w *worker.Worker
 
 	// The ptrace thread's own state: touched only by loop.
 	traced  map[int]*task      // attached tasks
@@ -169,9 +166,7 @@ func New(opts Options) *Stopper {
 		tasks:   map[int]*task{},
 		dirty:   map[int]struct{}{},
 		waiters: map[*waiter]struct{}{},
-		wake:    make(chan struct{}, 1),
-		quit:    make(chan struct{}),
-		done:    make(chan struct{}),
+		w:       worker.New(),
 		traced:  map[int]*task{},
 		touched: map[*task]struct{}{},
 		failing: map[*task]struct{}{},
@@ -182,7 +177,7 @@ func New(opts Options) *Stopper {
 	// none (quietStops); the loop polls for them instead.
 	quietOnce.Do(quietStops)
 	signal.Notify(s.sigchld, syscall.SIGCHLD)
-	go s.loop()
+	s.w.Start(s.loop)
 	return s
 }
 
@@ -207,7 +202,13 @@ func (s *Stopper) Stop(tid int, start uint64, reason string) {
 		// or a task already gone: identify the task again before the
 		// next seize. While it is traced its TID cannot be reused, so the
 		// loop keeps an attached task as it is.
-		if start != 0 && (t.start == 0 || !sameStart(t.start, start)) {
+		//
+		// Both starts are callers' records, either of which may be a
+		// fork event's: this only decides whether to check again against
+		// /proc (identify, with proc.SameStart). Any difference beyond a
+		// tick either way re-checks, so a stale record never holds the
+		// task that reused its TID.
+		if start != 0 && (t.start == 0 || !(proc.ID{TID: tid, Start: t.start}).Is(proc.ID{TID: tid, Start: start})) {
 			t.start = start
 			t.reident = true
 		}
@@ -292,10 +293,7 @@ func (s *Stopper) Status(tid int) (State, error) {
 	if t.state == Stopping {
 		// Its stop report may be waiting: no SIGCHLD announces it. Have
 		// the loop look, so that asking again soon gets the news.
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		s.w.Wake()
 	}
 	return t.state, t.err
 }
@@ -324,10 +322,7 @@ func (s *Stopper) WaitStopped(tids []int) <-chan struct{} {
 	}
 	s.waiters[w] = struct{}{}
 	// The loop looks for stop reports only when someone waits for them.
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.w.Wake()
 	return w.ch
 }
 
@@ -346,7 +341,7 @@ func (s *Stopper) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		<-s.done
+		<-s.w.Stop()
 		return nil
 	}
 	s.closed = true
@@ -355,17 +350,13 @@ func (s *Stopper) Close() error {
 	}
 	clear(s.waiters)
 	s.mu.Unlock()
-	close(s.quit)
-	<-s.done
+	<-s.w.Stop()
 	return nil
 }
 
 func (s *Stopper) markLocked(tid int) {
 	s.dirty[tid] = struct{}{}
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.w.Wake()
 }
 
 func (s *Stopper) settledLocked(w *waiter) bool {
@@ -377,494 +368,4 @@ func (s *Stopper) settledLocked(w *waiter) bool {
 		return false
 	}
 	return true
-}
-
-// work is one task to bring in line with its wish.
-type work struct {
-	t       *task
-	want    bool // held
-	start   uint64
-	reident bool
-}
-
-// loop is the ptrace thread. Every ptrace request and every wait for a
-// tracee happens here.
-func (s *Stopper) loop() {
-	// Never unlocked: when loop returns the thread exits, and with it any
-	// trace relationship left over (the kernel detaches, the tasks run).
-	runtime.LockOSThread()
-	defer close(s.done)
-	defer signal.Stop(s.sigchld)
-	if !s.opts.NoRealtime {
-		// Resuming many tasks wakes them all; a thread at normal priority
-		// is preempted by each (FIELD-NOTES: thaw of 100 tasks 261 ms at
-		// nice 0). Priority 2, one above the daemon's other threads
-		// (internal/prio), so that a FUSE handler that asked for a batch
-		// does not hold it up. RESET_ON_FORK: threads the runtime starts
-		// from this one do not inherit the policy.
-		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 2, Flags: unix.SCHED_FLAG_RESET_ON_FORK}
-		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
-			s.opts.Logf("stopper: SCHED_FIFO: %v (resuming many tasks may be slow)", err)
-		}
-	}
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	lastGC := time.Now()
-	for {
-		s.wakeups.Add(1)
-		for {
-			for _, w := range s.takeWork() {
-				s.apply(w)
-			}
-			s.reap()
-			if len(s.recheck) == 0 {
-				break
-			}
-		}
-		next := s.publish()
-		if time.Since(lastGC) > 10*time.Second {
-			s.gc()
-			lastGC = time.Now()
-		}
-		timer.Reset(next)
-		select {
-		case <-s.wake:
-			s.poll = pollFirst // a new wish or a new waiter: look soon
-		case <-s.sigchld:
-		case <-timer.C:
-			s.poll = min(2*s.poll, 50*time.Millisecond)
-		case <-s.quit:
-			s.shutdown()
-			return
-		}
-	}
-}
-
-// takeWork collects the tasks whose wish changed and those whose stop was
-// just reported.
-func (s *Stopper) takeWork() []work {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ws := make([]work, 0, len(s.dirty)+len(s.recheck))
-	add := func(t *task) {
-		ws = append(ws, work{t: t, want: len(t.reasons) > 0, start: t.start, reident: t.reident})
-		t.reident = false
-	}
-	for tid := range s.dirty {
-		if t := s.tasks[tid]; t != nil {
-			add(t)
-		}
-	}
-	clear(s.dirty)
-	for _, t := range s.recheck {
-		if s.tasks[t.tid] == t {
-			add(t)
-		}
-	}
-	s.recheck = s.recheck[:0]
-	return ws
-}
-
-var errRefused = errors.New("refused")
-
-// apply seizes or detaches one task as its wish says.
-func (s *Stopper) apply(w work) {
-	t := w.t
-	s.touched[t] = struct{}{}
-	if w.reident && !t.attached {
-		s.closePidfd(t)
-		t.gone = false
-	}
-	switch {
-	case t.gone:
-	case w.want && !t.attached:
-		if time.Now().Before(t.retryAt) {
-			return
-		}
-		if err := s.identify(t, w.start); err != nil {
-			if errors.Is(err, errRefused) {
-				s.fail(t, err)
-			} else {
-				t.gone = true
-				s.closePidfd(t)
-			}
-			return
-		}
-		if err := ptrace(unix.PTRACE_SEIZE, t.tid, 0); err != nil {
-			if err == unix.ESRCH {
-				t.gone = true
-				s.closePidfd(t)
-				return
-			}
-			if inert(t.tid) {
-				// Held as stopped; looked at again now and then, until
-				// it is gone.
-				t.inert = true
-				t.retryAt = time.Now().Add(s.opts.RetryInterval)
-				return
-			}
-			s.fail(t, fmt.Errorf("PTRACE_SEIZE: %w (traced by another process?)", err))
-			return
-		}
-		t.inert = false
-		s.seized.Add(1)
-		s.poll = pollFirst
-		t.retryAt = time.Time{}
-		t.attached, t.stopped, t.sig = true, false, 0
-		s.traced[t.tid] = t
-		// ESRCH here means it died after the seize: its exit report comes.
-		ptrace(unix.PTRACE_INTERRUPT, t.tid, 0)
-	case !w.want && t.attached && t.stopped:
-		s.detach(t)
-	default:
-		// Held and attached (stopping or stopped), or running and free,
-		// or running and attached but its stop not yet reported (detached
-		// when it is).
-		s.unchanged.Add(1)
-	}
-}
-
-func (s *Stopper) detach(t *task) {
-	if err := ptrace(unix.PTRACE_DETACH, t.tid, uintptr(t.sig)); err != nil {
-		// Not in a ptrace stop any more: only SIGKILL does that, and its
-		// exit report is on its way.
-		t.stopped = false
-		return
-	}
-	s.detached.Add(1)
-	if t.sig != 0 {
-		s.injected.Add(1)
-	}
-	t.attached, t.stopped, t.sig = false, false, 0
-	delete(s.traced, t.tid)
-}
-
-func (s *Stopper) fail(t *task, err error) {
-	s.failures.Add(1)
-	t.retryAt = time.Now().Add(s.opts.RetryInterval)
-	s.mu.Lock()
-	if t.err == nil || t.err.Error() != err.Error() {
-		s.opts.Logf("stopper: cannot stop task %d: %v", t.tid, err)
-	}
-	t.err = err
-	s.mu.Unlock()
-}
-
-// pidfdThread is PIDFD_THREAD (Linux 6.9): a pidfd for one thread.
-const pidfdThread = unix.O_EXCL
-
-// identify makes sure tid still names the task the caller meant. The first
-// time it opens a thread pidfd and checks the start time; afterwards the
-// pidfd tells whether that task still lives, so a reused TID is never
-// mistaken for it (between the check and the seize a TID would have to be
-// freed and reused: not within microseconds).
-func (s *Stopper) identify(t *task, start uint64) error {
-	if t.pidfd >= 0 {
-		if err := unix.PidfdSendSignal(t.pidfd, 0, nil, 0); err != nil {
-			return err
-		}
-		return nil
-	}
-	if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(t.tid)); err == nil {
-		return fmt.Errorf("task %d is a thread of the daemon: %w", t.tid, errRefused)
-	}
-	fd, err := unix.PidfdOpen(t.tid, pidfdThread)
-	if err != nil && err != unix.ESRCH {
-		fd = -1 // no thread pidfds: check the start time at every seize
-	} else if err != nil {
-		return err
-	}
-	got, ppid, err := statOf(t.tid)
-	if err != nil || (start != 0 && !proc.SameStart(start, got)) {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		return unix.ESRCH
-	}
-	if ppid == s.self {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		return fmt.Errorf("task %d is a child of the daemon: %w", t.tid, errRefused)
-	}
-	t.pidfd = fd
-	return nil
-}
-
-func (s *Stopper) closePidfd(t *task) {
-	if t.pidfd >= 0 {
-		unix.Close(t.pidfd)
-		t.pidfd = -1
-	}
-}
-
-// statOf reads a task's start time and parent process from /proc/TID/stat.
-func statOf(tid int) (start uint64, ppid int, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("malformed stat of %d", tid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); field n is f[n-3].
-	if len(f) < 20 {
-		return 0, 0, fmt.Errorf("short stat of %d", tid)
-	}
-	ppid, _ = strconv.Atoi(f[4-3])
-	start, err = strconv.ParseUint(f[22-3], 10, 64)
-	return start, ppid, err
-}
-
-// inert tells whether a task that cannot be seized never runs user code
-// anyway: a zombie (a thread-group leader that exited before its other
-// threads) or a kernel thread. Such a task counts as stopped.
-func inert(tid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 7 {
-		return false
-	}
-	const pfKthread = 0x00200000
-	flags, _ := strconv.ParseUint(f[9-3], 10, 64)
-	return f[0] == "Z" || f[0] == "X" || flags&pfKthread != 0
-}
-
-// sameStart compares start times in clock ticks with a tick of tolerance,
-// as the core does.
-func sameStart(a, b uint64) bool { return a <= b+1 && b <= a+1 }
-
-const wnothread = 0x20000000 // __WNOTHREAD: only this thread's tracees
-
-// reap consumes every pending report of our tracees. It peeks with
-// WNOWAIT first, so that a real child of this thread (none is expected)
-// is left to whoever waits for it.
-func (s *Stopper) reap() {
-	for len(s.traced) > 0 {
-		var info unix.Siginfo
-		_, _, e := unix.RawSyscall6(unix.SYS_WAITID, unix.P_ALL, 0, uintptr(unsafe.Pointer(&info)),
-			unix.WEXITED|unix.WSTOPPED|unix.WNOHANG|unix.WNOWAIT|unix.WALL|wnothread, 0, 0)
-		var err error
-		if e != 0 {
-			err = e
-		}
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return
-		}
-		pid := siginfoPID(&info)
-		if pid == 0 {
-			return
-		}
-		t := s.traced[pid]
-		if t == nil {
-			// Not a tracee: ask each tracee by TID instead this time.
-			for tid, t := range s.traced {
-				s.waitOne(tid, t)
-			}
-			return
-		}
-		if !s.waitOne(pid, t) {
-			return
-		}
-	}
-}
-
-// waitOne consumes one report of tracee tid, if there is one.
-func (s *Stopper) waitOne(tid int, t *task) bool {
-	var ws unix.WaitStatus
-	r, _, e := unix.RawSyscall6(unix.SYS_WAIT4, uintptr(tid), uintptr(unsafe.Pointer(&ws)), unix.WNOHANG|unix.WALL|wnothread, 0, 0, 0)
-	if e != 0 || int(r) != tid {
-		return false
-	}
-	switch {
-	case ws.Exited() || ws.Signaled():
-		s.exits.Add(1)
-		t.gone, t.attached, t.stopped, t.sig = true, false, false, 0
-		delete(s.traced, tid)
-		s.closePidfd(t)
-	case ws.Stopped():
-		s.stops.Add(1)
-		t.stopped = true
-		if event := int(ws>>16) & 0xff; event == 0 {
-			// Signal-delivery-stop: the task dequeued a signal before the
-			// trap; it is delivered when we let go.
-			t.sig = int(ws.StopSignal())
-		}
-		// PTRACE_EVENT_STOP is our trap, or a group-stop (SIGSTOP and
-		// friends) that the detach turns back into a plain group-stop.
-	}
-	s.recheck = append(s.recheck, t)
-	s.touched[t] = struct{}{}
-	return true
-}
-
-// siginfoPID is si_pid of a SIGCHLD siginfo (the union starts at byte 16).
-func siginfoPID(info *unix.Siginfo) int {
-	return int(*(*int32)(unsafe.Pointer(uintptr(unsafe.Pointer(info)) + 16)))
-}
-
-// publish makes the loop's view of the tasks it touched visible to
-// readers, wakes waiters, drops tasks nobody holds or remembers any more,
-// and says when the loop must look again without being woken.
-func (s *Stopper) publish() time.Duration {
-	next := time.Hour
-	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for t := range s.touched {
-		held := len(t.reasons) > 0
-		switch {
-		case t.gone:
-			t.state = Gone
-		case t.attached && t.stopped && held:
-			t.state = Stopped
-		case t.attached:
-			// Held and stopping, or to be let go once its stop is reported.
-			t.state = Stopping
-		case held && t.inert:
-			t.state = Stopped
-			s.failing[t] = struct{}{} // looked at again at retryAt
-		case held && t.err != nil:
-			t.state = Failed
-		default:
-			t.state = Running
-		}
-		switch {
-		case t.state == Failed:
-			s.failing[t] = struct{}{}
-		case held && t.inert:
-			t.err = nil
-		default:
-			t.err = nil
-			delete(s.failing, t)
-		}
-		if !held && !t.attached && (t.forgotten || t.gone) && s.tasks[t.tid] == t {
-			s.closePidfd(t)
-			delete(s.tasks, t.tid)
-		}
-	}
-	clear(s.touched)
-	for t := range s.failing {
-		if s.tasks[t.tid] != t || len(t.reasons) == 0 {
-			delete(s.failing, t)
-			continue
-		}
-		if d := t.retryAt.Sub(now); d > 0 {
-			next = min(next, d)
-		} else {
-			s.dirty[t.tid] = struct{}{}
-			next = time.Millisecond
-		}
-	}
-	// A stop report that is due is announced by no SIGCHLD: look again
-	// soon, then less and less often, if someone needs it: a waiter, or
-	// a task to let go once it has stopped. Otherwise it waits for the
-	// next wake-up (a held task is stopped whether or not we know it).
-	for _, t := range s.traced {
-		if !t.stopped && (len(s.waiters) > 0 || len(t.reasons) == 0) {
-			next = min(next, max(s.poll, pollFirst))
-			break
-		}
-	}
-	for w := range s.waiters {
-		if s.settledLocked(w) {
-			close(w.ch)
-			delete(s.waiters, w)
-		}
-	}
-	return next
-}
-
-// gc drops tasks nobody has held for a minute and that nobody forgot: their
-// pidfds would otherwise pile up if a caller never calls Forget.
-func (s *Stopper) gc() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for tid, t := range s.tasks {
-		if len(t.reasons) == 0 && !t.attached && time.Since(t.idleSince) > time.Minute {
-			s.closePidfd(t)
-			delete(s.tasks, tid)
-		}
-	}
-}
-
-// shutdown lets every tracee go: stopped ones at once, the others once
-// their stop is reported (for at most a second; the thread's exit detaches
-// any left).
-func (s *Stopper) shutdown() {
-	deadline := time.Now().Add(time.Second)
-	for len(s.traced) > 0 && time.Now().Before(deadline) {
-		for _, t := range s.traced {
-			if t.stopped {
-				s.detach(t)
-			}
-		}
-		if len(s.traced) == 0 {
-			break
-		}
-		s.recheck = s.recheck[:0]
-		s.reap()
-		time.Sleep(time.Millisecond)
-	}
-	s.mu.Lock()
-	for tid, t := range s.tasks {
-		s.closePidfd(t)
-		delete(s.tasks, tid)
-	}
-	s.mu.Unlock()
-}
-
-// ptrace, waitid and wait4 (with WNOHANG) never block: they are raw
-// system calls, so that the runtime does not hand this thread's P to
-// another thread around each of them.
-func ptrace(req, tid int, data uintptr) error {
-	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, uintptr(req), uintptr(tid), 0, data, 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
-}
-
-// pollFirst is how soon the loop looks for the stops it asked for: a busy
-// task stops within about 0.1 ms, a waiting one when it next gets a CPU.
-const pollFirst = 500 * time.Microsecond
-
-var quietOnce sync.Once
-
-// quietStops sets SA_NOCLDSTOP on the process's SIGCHLD action, keeping
-// the Go runtime's handler: the kernel then sends no SIGCHLD when a child
-// or a tracee stops (it still does when one exits). Every ptrace stop would
-// otherwise cost a signal delivery and two or three thread wake-ups in the
-// runtime, the bulk of the daemon's CPU time when it throttles many tasks.
-// The daemon never waits for its children's stops. Go reinstalls a
-// handler only on signal.Ignore or a first Notify of a signal it did not
-// handle; it handles SIGCHLD from the start.
-func quietStops() {
-	type sigaction struct {
-		handler, flags, restorer uintptr
-		mask                     uint64
-	}
-	const saNoCldStop = 1
-	var sa sigaction
-	const size = 8 // sizeof(sigset_t) for rt_sigaction
-	if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(syscall.SIGCHLD), 0, uintptr(unsafe.Pointer(&sa)), size, 0, 0); e != 0 {
-		return
-	}
-	if sa.handler == 0 || sa.handler == 1 { // SIG_DFL, SIG_IGN: leave them
-		return
-	}
-	sa.flags |= saNoCldStop
-	unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(syscall.SIGCHLD), uintptr(unsafe.Pointer(&sa)), 0, size, 0, 0)
 }

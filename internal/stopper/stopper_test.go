@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/containerfs/containerfs/internal/testutil"
 )
 
 func TestStopUsesNoCPUAndResumeRuns(t *testing.T) {
@@ -213,6 +215,7 @@ func TestRefusesDaemonAndItsChildren(t *testing.T) {
 }
 
 func TestManyTasks(t *testing.T) {
+	testutil.Short(t) // three rounds of 40 tasks: about 2 s under -race
 	s := newStopper(t)
 	const n = 40
 	scripts := make([]string, n)
@@ -314,9 +317,7 @@ func TestConcurrentCallers(t *testing.T) {
 }
 
 func TestCloseResumes(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testutil.RequireRoot(t)
 	s := New(Options{Logf: t.Logf})
 	f := startFamily(t, busy, busy)
 	for _, pid := range f.children {
@@ -339,9 +340,7 @@ func TestCloseResumes(t *testing.T) {
 // BenchmarkStopResume100 stops and resumes 100 busy tasks per iteration and
 // reports the CPU time this process (the Stopper) spent per task and cycle.
 func BenchmarkStopResume100(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testutil.RequireRoot(b)
 	s := New(Options{Logf: b.Logf})
 	defer s.Close()
 	const n = 100
