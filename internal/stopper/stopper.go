@@ -17,6 +17,8 @@ import (
 
 	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/worker"
+
+	"github.com/containerfs/containerfs/internal/lockrank"
 )
 
 // State is what the Stopper knows of a task.
@@ -82,11 +84,11 @@ type Stopper struct {
 	opts Options
 	self int // our TGID
 
-	mu      sync.Mutex
-	tasks   map[int]*task        // by TID; guarded by mu
-	dirty   map[int]struct{}     // TIDs whose wish changed; guarded by mu
-	waiters map[*waiter]struct{} // guarded by mu
-	closed  bool                 // guarded by mu
+	mu      lockrank.Mutex[lockrank.Stopper] // the ladder's lowest rung: core/doc.go
+	tasks   map[int]*task                    // by TID; guarded by mu
+	dirty   map[int]struct{}                 // TIDs whose wish changed; guarded by mu
+	waiters map[*waiter]struct{}             // guarded by mu
+	closed  bool                             // guarded by mu
 
 	// w runs loop, the ptrace thread: Wake says a wish changed or a
 	// waiter came (it never blocks), Stop ends the loop.

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/containerfs/containerfs/internal/lockrank"
 )
 
 // RequireRoot skips a test that needs root and /dev/fuse, except under
@@ -38,7 +40,9 @@ var (
 	buildErr  error
 )
 
-// Binary builds cmd/containerfs once and returns its path.
+// Binary builds cmd/containerfs once and returns its path. A test built
+// with the lockrank tag gets a daemon built with it too, so the lock
+// ladder is checked in the daemon the end-to-end tests run.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -55,7 +59,11 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "containerfs")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/containerfs")
+		args := []string{"build", "-o", binPath}
+		if lockrank.Enabled {
+			args = append(args, "-tags", "lockrank")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/containerfs")...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 
@@ -15,6 +14,8 @@ import (
 	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/stopper"
 	"github.com/containerfs/containerfs/internal/worker"
+
+	"github.com/containerfs/containerfs/internal/lockrank"
 )
 
 // How soon the holder looks again at tasks whose stop is not confirmed:
@@ -41,7 +42,7 @@ type holder struct {
 
 	// mu is taken after the registry lock and before the Stopper's. The
 	// worker never holds it across a read of /proc.
-	mu sync.Mutex
+	mu lockrank.Mutex[lockrank.Subsys]
 	// want holds every task of a non-root container whose effective state
 	// is freezing. Guarded by mu.
 	want map[*core.Task]struct{}

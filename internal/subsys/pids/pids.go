@@ -12,6 +12,8 @@ import (
 
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/worker"
+
+	"github.com/containerfs/containerfs/internal/lockrank"
 )
 
 // pidMaxLimit is the kernel's PID_MAX_LIMIT on 64-bit: the largest pids.max.
@@ -50,7 +52,7 @@ type hier struct {
 	// mu guards the counters of every state of the hierarchy and what
 	// follows, because the killer reads and updates them without the
 	// registry lock. Hooks take it after the registry lock.
-	mu sync.Mutex
+	mu lockrank.Mutex[lockrank.Subsys]
 	// doomed holds the refused tasks, not charged anywhere, until their
 	// exit: the state of the container each is in now.
 	doomed map[*core.Task]*state
