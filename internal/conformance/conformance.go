@@ -76,7 +76,8 @@ func Run(t *testing.T, root string, opts Options) {
 
 func (s *suite) has(subsys string) bool { return slices.Contains(s.opts.Subsys, subsys) }
 
-// Core files (SPEC section 3): name and permission bits.
+// Core files (kernel/cgroup/cgroup-v1.c, cgroup1_base_files): name and
+// permission bits.
 var (
 	everywhere = map[string]uint32{
 		"tasks":                 0o644,
