@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,7 +95,7 @@ var (
 func listDir(t *testing.T, dir string) map[string]os.FileMode {
 	t.Helper()
 	var ents []os.DirEntry
-	if err := do(t, "readdir "+dir, func() error {
+	if err := testutil.Do(t, "readdir "+dir, func() error {
 		var err error
 		ents, err = os.ReadDir(dir)
 		return err
@@ -154,10 +155,10 @@ func testCoreFiles(t *testing.T, s *suite) {
 			}
 		}
 		if tc.isRoot {
-			if got := mustRead(t, filepath.Join(tc.dir, "cgroup.sane_behavior")); got != "0\n" {
+			if got := testutil.ReadFile(t, filepath.Join(tc.dir, "cgroup.sane_behavior")); got != "0\n" {
 				t.Errorf("cgroup.sane_behavior: got %q, want %q", got, "0\n")
 			}
-			if got := mustRead(t, filepath.Join(tc.dir, "release_agent")); !strings.HasSuffix(got, "\n") {
+			if got := testutil.ReadFile(t, filepath.Join(tc.dir, "release_agent")); !strings.HasSuffix(got, "\n") {
 				t.Errorf("release_agent: got %q, want a line", got)
 			}
 		}
@@ -177,7 +178,7 @@ func testCoreFiles(t *testing.T, s *suite) {
 // The kernel's cgroupfs lists "." and ".." (ls -a shows them).
 func testReaddirDots(t *testing.T, s *suite) {
 	var names []string
-	err := do(t, "getdents "+s.root, func() error {
+	err := testutil.Do(t, "getdents "+s.root, func() error {
 		fd, err := unix.Open(s.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
@@ -225,12 +226,12 @@ func direntNames(buf []byte) []string {
 
 func mkdirErr(t *testing.T, path string) error {
 	t.Helper()
-	return do(t, "mkdir "+path, func() error { return unix.Mkdir(path, 0o755) })
+	return testutil.Do(t, "mkdir "+path, func() error { return unix.Mkdir(path, 0o755) })
 }
 
 func rmdirErr(t *testing.T, path string) error {
 	t.Helper()
-	return do(t, "rmdir "+path, func() error { return unix.Rmdir(path) })
+	return testutil.Do(t, "rmdir "+path, func() error { return unix.Rmdir(path) })
 }
 
 func testMkdir(t *testing.T, s *suite) {
@@ -309,7 +310,7 @@ func testControlFilesAreFixed(t *testing.T, s *suite) {
 		{"link", func() error { return unix.Link(tasks, newFile) }, unix.EPERM},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wantErrno(t, tc.name, do(t, tc.name, tc.op), tc.want)
+			wantErrno(t, tc.name, testutil.Do(t, tc.name, tc.op), tc.want)
 		})
 	}
 	if !exists(t, tasks) {
@@ -317,13 +318,13 @@ func testControlFilesAreFixed(t *testing.T, s *suite) {
 	}
 	if exists(t, newFile) {
 		t.Errorf("%s exists", newFile)
-		do(t, "unlink "+newFile, func() error { return unix.Unlink(newFile) })
+		testutil.Do(t, "unlink "+newFile, func() error { return unix.Unlink(newFile) })
 	}
 }
 
 func renameErr(t *testing.T, from, to string) error {
 	t.Helper()
-	return do(t, "rename "+from, func() error { return unix.Rename(from, to) })
+	return testutil.Do(t, "rename "+from, func() error { return unix.Rename(from, to) })
 }
 
 func testRename(t *testing.T, s *suite) {
@@ -387,12 +388,12 @@ func testTasksWrite(t *testing.T, s *suite) {
 		t.Errorf("root's cgroup.procs still lists %d after it moved", p.pid)
 	}
 	// Moving a task where it already is succeeds and changes nothing.
-	if err := write(t, filepath.Join(dir, "tasks"), strconv.Itoa(p.pid)+"\n"); err != nil {
+	if err := testutil.WriteFile(t, filepath.Join(dir, "tasks"), strconv.Itoa(p.pid)+"\n"); err != nil {
 		t.Errorf("writing %d to the tasks file it is in: %v", p.pid, errnoName(err))
 	}
 	// A second task, by cgroup.procs, with a trailing newline as echo writes.
 	q := e.sleeper(nil)
-	mustWrite(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(q.pid)+"\n")
+	testutil.MustWrite(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(q.pid)+"\n")
 	want := []int{p.pid, q.pid}
 	slices.Sort(want)
 	got := readIDs(t, filepath.Join(dir, "tasks"))
@@ -425,7 +426,7 @@ func testTasksWriteErrors(t *testing.T, s *suite) {
 			{"no such PID", noSuch, unix.ESRCH},
 		} {
 			t.Run(file+"/"+tc.name, func(t *testing.T) {
-				wantErrno(t, fmt.Sprintf("write %q to %s", tc.data, file), write(t, path, tc.data), tc.want)
+				wantErrno(t, fmt.Sprintf("write %q to %s", tc.data, file), testutil.WriteFile(t, path, tc.data), tc.want)
 			})
 		}
 	}
@@ -554,7 +555,7 @@ func testFlags(t *testing.T, s *suite) {
 	parent := e.mkdir(s.root, name("flags"))
 	for _, f := range flags {
 		// A child copies its parent's flags at mkdir: here the root's.
-		if got, want := mustRead(t, filepath.Join(parent, f)), mustRead(t, filepath.Join(s.root, f)); got != want {
+		if got, want := testutil.ReadFile(t, filepath.Join(parent, f)), testutil.ReadFile(t, filepath.Join(s.root, f)); got != want {
 			t.Errorf("%s of a new child of the root: got %q, want the root's %q", f, got, want)
 		}
 	}
@@ -563,16 +564,16 @@ func testFlags(t *testing.T, s *suite) {
 		for _, tc := range []struct{ write, want string }{
 			{"1", "1\n"}, {"0\n", "0\n"}, {"5", "1\n"}, {"0x10", "1\n"},
 		} {
-			if err := write(t, path, tc.write); err != nil {
+			if err := testutil.WriteFile(t, path, tc.write); err != nil {
 				t.Errorf("write %q to %s: %v", tc.write, f, errnoName(err))
 				continue
 			}
-			if got := mustRead(t, path); got != tc.want {
+			if got := testutil.ReadFile(t, path); got != tc.want {
 				t.Errorf("%s after writing %q: got %q, want %q", f, tc.write, got, tc.want)
 			}
 		}
-		wantErrno(t, "write garbage to "+f, write(t, path, "yes\n"), unix.EINVAL)
-		if got := mustRead(t, path); got != "1\n" {
+		wantErrno(t, "write garbage to "+f, testutil.WriteFile(t, path, "yes\n"), unix.EINVAL)
+		if got := testutil.ReadFile(t, path); got != "1\n" {
 			t.Errorf("%s after a rejected write: got %q, want %q", f, got, "1\n")
 		}
 	}
@@ -580,14 +581,14 @@ func testFlags(t *testing.T, s *suite) {
 	// child inherits 0, and the first keeps its own.
 	set := e.mkdir(parent, "set")
 	for _, f := range flags {
-		mustWrite(t, filepath.Join(parent, f), "0")
+		testutil.MustWrite(t, filepath.Join(parent, f), "0")
 	}
 	unset := e.mkdir(parent, "unset")
 	for _, f := range flags {
-		if got := mustRead(t, filepath.Join(set, f)); got != "1\n" {
+		if got := testutil.ReadFile(t, filepath.Join(set, f)); got != "1\n" {
 			t.Errorf("%s of a child made while the parent had 1: got %q, want %q", f, got, "1\n")
 		}
-		if got := mustRead(t, filepath.Join(unset, f)); got != "0\n" {
+		if got := testutil.ReadFile(t, filepath.Join(unset, f)); got != "0\n" {
 			t.Errorf("%s of a child made while the parent had 0: got %q, want %q", f, got, "0\n")
 		}
 	}
@@ -610,15 +611,15 @@ func testFlagsNumberSyntax(t *testing.T, s *suite) {
 		{"1 ", unix.EINVAL},
 		{"1\n\n", unix.EINVAL},
 	} {
-		mustWrite(t, path, "0")
-		err := write(t, path, tc.data)
+		testutil.MustWrite(t, path, "0")
+		err := testutil.WriteFile(t, path, tc.data)
 		if tc.want != 0 {
 			wantErrno(t, fmt.Sprintf("write %q to notify_on_release", tc.data), err, tc.want)
 			continue
 		}
 		if err != nil {
 			t.Errorf("write %q to notify_on_release: got %v, want success", tc.data, errnoName(err))
-		} else if got := mustRead(t, path); got != "1\n" {
+		} else if got := testutil.ReadFile(t, path); got != "1\n" {
 			t.Errorf("notify_on_release after writing %q: got %q, want %q", tc.data, got, "1\n")
 		}
 	}
@@ -630,7 +631,7 @@ func testPermissions(t *testing.T, s *suite) {
 	e := s.newEnv(t)
 	dir := e.mkdir(s.root, name("perm"))
 	tasks := filepath.Join(dir, "tasks")
-	if err := do(t, "chmod "+tasks, func() error { return unix.Chmod(tasks, 0o666) }); err != nil {
+	if err := testutil.Do(t, "chmod "+tasks, func() error { return unix.Chmod(tasks, 0o666) }); err != nil {
 		t.Fatalf("chmod 0666 %s: %v", tasks, errnoName(err))
 	}
 	st, err := stat(t, tasks)
@@ -670,11 +671,11 @@ func testPermissions(t *testing.T, s *suite) {
 func testDelegation(t *testing.T, s *suite) {
 	e := s.newEnv(t)
 	dir := e.mkdir(s.root, name("delegated"))
-	err := do(t, "chown "+dir, func() error { return unix.Lchown(dir, int(nobody.Uid), int(nobody.Gid)) })
+	err := testutil.Do(t, "chown "+dir, func() error { return unix.Lchown(dir, int(nobody.Uid), int(nobody.Gid)) })
 	if err != nil {
 		t.Fatalf("chown %s: %v", dir, errnoName(err))
 	}
-	if err := do(t, "chmod "+dir, func() error { return unix.Chmod(dir, 0o750) }); err != nil {
+	if err := testutil.Do(t, "chmod "+dir, func() error { return unix.Chmod(dir, 0o750) }); err != nil {
 		t.Fatalf("chmod %s: %v", dir, errnoName(err))
 	}
 	st, err := stat(t, dir)
@@ -693,7 +694,7 @@ func testDelegation(t *testing.T, s *suite) {
 		}
 	}
 	tasks := filepath.Join(dir, "tasks")
-	if err := do(t, "chown "+tasks, func() error { return unix.Lchown(tasks, int(nobody.Uid), -1) }); err != nil {
+	if err := testutil.Do(t, "chown "+tasks, func() error { return unix.Lchown(tasks, int(nobody.Uid), -1) }); err != nil {
 		t.Fatalf("chown %s: %v", tasks, errnoName(err))
 	}
 	if st, err := stat(t, tasks); err != nil || st.Uid != nobody.Uid || st.Gid != 0 {
@@ -738,7 +739,7 @@ func testDelegation(t *testing.T, s *suite) {
 func readChunks(t *testing.T, path string, first, chunk int) string {
 	t.Helper()
 	var b []byte
-	err := do(t, "read "+path, func() error {
+	err := testutil.Do(t, "read "+path, func() error {
 		f, err := os.Open(path)
 		if err != nil {
 			return err
@@ -768,10 +769,10 @@ func testChunkedReads(t *testing.T, s *suite) {
 	p, q := e.sleeper(nil), e.sleeper(nil)
 	e.moveTo(filepath.Join(dir, "tasks"), p.pid)
 	e.moveTo(filepath.Join(dir, "tasks"), q.pid)
-	mustWrite(t, filepath.Join(dir, "notify_on_release"), "1")
+	testutil.MustWrite(t, filepath.Join(dir, "notify_on_release"), "1")
 	for _, f := range []string{"tasks", "cgroup.procs", "notify_on_release"} {
 		path := filepath.Join(dir, f)
-		whole := mustRead(t, path)
+		whole := testutil.ReadFile(t, path)
 		if got := readChunks(t, path, 3, 1<<16); got != whole {
 			t.Errorf("%s read as 3 bytes then the rest: got %q, want %q as one read gives", f, got, whole)
 		}
@@ -804,19 +805,19 @@ func testFreshReads(t *testing.T, s *suite) {
 
 	// One open file, read before and after a move made through another.
 	var f *os.File
-	if err := do(t, "open "+tasks, func() error {
+	if err := testutil.Do(t, "open "+tasks, func() error {
 		var err error
 		f, err = os.Open(tasks)
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer do(t, "close "+tasks, f.Close)
+	defer testutil.Do(t, "close "+tasks, f.Close)
 	pread := func() string {
 		t.Helper()
 		buf := make([]byte, 4096)
 		var n int
-		if err := do(t, "pread "+tasks, func() error {
+		if err := testutil.Do(t, "pread "+tasks, func() error {
 			var err error
 			n, err = f.ReadAt(buf, 0)
 			if errors.Is(err, io.EOF) {
@@ -833,7 +834,7 @@ func testFreshReads(t *testing.T, s *suite) {
 	}
 	e.moveTo(tasks, p.pid)
 	want := strconv.Itoa(p.pid) + "\n"
-	if got := mustRead(t, tasks); got != want {
+	if got := testutil.ReadFile(t, tasks); got != want {
 		t.Errorf("%s opened after the move: got %q, want %q", tasks, got, want)
 	}
 	// The kernel keeps a tasks file's PID list for up to a second after
@@ -853,19 +854,19 @@ func testFreshReads(t *testing.T, s *suite) {
 	// A flag file is formatted afresh at every read from offset 0.
 	nor := filepath.Join(dir, "notify_on_release")
 	var g *os.File
-	if err := do(t, "open "+nor, func() error {
+	if err := testutil.Do(t, "open "+nor, func() error {
 		var err error
 		g, err = os.Open(nor)
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer do(t, "close "+nor, g.Close)
+	defer testutil.Do(t, "close "+nor, g.Close)
 	for _, v := range []string{"1", "0", "1"} {
-		mustWrite(t, nor, v)
+		testutil.MustWrite(t, nor, v)
 		buf := make([]byte, 16)
 		var n int
-		if err := do(t, "pread "+nor, func() error {
+		if err := testutil.Do(t, "pread "+nor, func() error {
 			var err error
 			n, err = g.ReadAt(buf, 0)
 			if errors.Is(err, io.EOF) {
@@ -888,7 +889,7 @@ func testDebug(t *testing.T, s *suite) {
 	e := s.newEnv(t)
 	dir := e.mkdir(s.root, name("debug"))
 	count := filepath.Join(dir, "debug.taskcount")
-	if got := mustRead(t, count); got != "0\n" {
+	if got := testutil.ReadFile(t, count); got != "0\n" {
 		t.Errorf("debug.taskcount of a new container: got %q, want %q", got, "0\n")
 	}
 	p, tids := e.startThreads(2)
@@ -900,7 +901,7 @@ func testDebug(t *testing.T, s *suite) {
 		if n < len(tids) {
 			return fmt.Errorf("%s/tasks lists %d threads, want at least %d", dir, n, len(tids))
 		}
-		if got := mustRead(t, count); got != fmt.Sprintf("%d\n", n) {
+		if got := testutil.ReadFile(t, count); got != fmt.Sprintf("%d\n", n) {
 			return fmt.Errorf("debug.taskcount: got %q, want %q (the lines of tasks)", got, fmt.Sprintf("%d\n", n))
 		}
 		return nil
