@@ -1,5 +1,8 @@
 package conformance
 
+// A check's environment: the containers and processes it makes, and the
+// cleanup that undoes them even when the server hangs.
+
 import (
 	"errors"
 	"fmt"

@@ -1,5 +1,8 @@
 package conformance
 
+// The suite's tools: file operations bounded in time, errno checks, tasks
+// files parsed, a child's output awaited, and the helper program.
+
 import (
 	"bytes"
 	"context"
