@@ -13,11 +13,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/testutil"
 )
 
-// rxLine matches go-fuse's debug log line for a request received.
-var rxLine = regexp.MustCompile(`rx \d+: ([A-Z_]+) `)
+// rxLine matches go-fuse's debug log line for a request received: its
+// opcode, and the caller's TID at the end (0 for the kernel's own).
+var rxLine = regexp.MustCompile(`(?m)rx \d+: ([A-Z_]+) .*\bp(\d+)\s*$`)
+
+// fromUs tells whether a request from TID tid is this process's (or the
+// kernel's, tid 0): other processes on the machine may stat every mount.
+func fromUs(tid int, seen map[int]bool) bool {
+	if tid == 0 {
+		return true
+	}
+	ours, ok := seen[tid]
+	if !ok {
+		st, err := proc.ReadStatus("", tid)
+		ours = err == nil && st.TGID == os.Getpid()
+		seen[tid] = ours
+	}
+	return ours
+}
 
 // requests runs op and returns the FUSE requests it caused, in order, read
 // from the serving process's debug log.
@@ -41,8 +58,11 @@ func requests(t *testing.T, log string, op func() error) []string {
 		t.Fatal(err)
 	}
 	var ops []string
+	seen := map[int]bool{}
 	for _, m := range rxLine.FindAllStringSubmatch(string(b), -1) {
-		ops = append(ops, m[1])
+		if tid, err := strconv.Atoi(m[2]); err == nil && fromUs(tid, seen) {
+			ops = append(ops, m[1])
+		}
 	}
 	return ops
 }
