@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // The operations, as a program does them: plain system calls, no Go file
@@ -179,9 +180,8 @@ func cpuTime(pid int) time.Duration {
 		if err != nil {
 			continue
 		}
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			ns, _ := strconv.ParseInt(f[0], 10, 64)
-			sum += time.Duration(ns)
+		if ss, err := proc.ParseSchedstat(b); err == nil {
+			sum += time.Duration(ss.Run)
 		}
 	}
 	return sum

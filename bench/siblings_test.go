@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/containerfs/containerfs/internal/testutil"
 )
 
 // gate skips the slow measurements unless CONTAINERFS_BENCH=1.
@@ -122,8 +124,14 @@ func heapProfile(t *testing.T, label string, i int) {
 // the figure includes whatever garbage its last GC left; the GOGC=10 rows,
 // where the collector runs ten times as often, show how much of it is live),
 // and the kernel's slab and per-CPU memory.
+//
+// Its targets (bench/README.md, "Verdicts", (d)): containerfs makes 10,000
+// containers in under 2 s (scaled to $CONTAINERFS_BENCH_SIBLINGS), and its
+// daemon grows by under 14 KB per container, the kernel's own figure. A
+// miss fails the test.
 func TestSiblings(t *testing.T) {
 	gate(t)
+	testutil.Short(t)
 	n := siblings(t)
 	load0 := loadavg()
 	type row struct {
@@ -260,4 +268,25 @@ func TestSiblings(t *testing.T) {
 		"kmem KB/c: machine-wide Slab+Percpu growth per container made (rough).\n" +
 		"load average: " + load0 + " at the start, " + loadavg() + " at the end.\n")
 	fmt.Print(sb.String())
+
+	budget := siblingsTime * time.Duration(n) / 10000
+	for _, r := range rows {
+		if r.system != cfsName {
+			continue
+		}
+		if r.create >= budget {
+			t.Errorf("containerfs made %d containers in %v: want under %v", n, r.create.Round(time.Millisecond), budget)
+		}
+		if r.rss0 != 0 {
+			if per := perC(r.rss1 - r.rss0); per >= siblingsKB {
+				t.Errorf("containerfs grew by %.2f KB per container: want under %d KB", per, siblingsKB)
+			}
+		}
+	}
 }
+
+// The targets of TestSiblings, for 10,000 containers.
+const (
+	siblingsTime = 2 * time.Second
+	siblingsKB   = 14
+)

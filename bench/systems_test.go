@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/testutil"
 )
 
@@ -259,13 +260,10 @@ func startContainerfs(tb testing.TB, o setup) *system {
 	return &system{name: cfsName, dir: mnt, pid: pid, log: d.Log}
 }
 
+// isZombie tells whether pid has exited (gone, or a zombie).
 func isZombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
+	st, err := proc.ReadStat("", pid)
+	return err != nil || st.Zombie()
 }
 
 // kernelHierarchies are the cgroup v1 hierarchies a benchmark may use, in

@@ -30,6 +30,7 @@ const (
 )
 
 func TestStorm(t *testing.T) {
+	testutil.Short(t)
 	if os.Getenv("CONTAINERFS_BENCH") != "1" {
 		t.Skip("benchmark: set CONTAINERFS_BENCH=1")
 	}

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/testutil"
 )
 
@@ -30,6 +31,7 @@ const (
 )
 
 func TestStorm(t *testing.T) {
+	testutil.Short(t)
 	if os.Getenv("CONTAINERFS_BENCH") != "1" {
 		t.Skip("benchmark: set CONTAINERFS_BENCH=1")
 	}
@@ -151,12 +153,9 @@ func storm(t *testing.T, bin, dir string) result {
 
 // daemonCPU is the user+system time the daemon has used.
 func daemonCPU(t *testing.T, pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := proc.ReadStat("", pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	ut, _ := strconv.ParseInt(f[14-3], 10, 64)
-	st, _ := strconv.ParseInt(f[15-3], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
+	return time.Duration(st.UTime+st.STime) * 10 * time.Millisecond
 }

@@ -1,5 +1,8 @@
 package main
 
+// The CLI: the daemon (serve), the client commands that talk to it over
+// the control socket, install, and starting a daemon when none answers.
+
 import (
 	"fmt"
 	"io"

@@ -1,5 +1,8 @@
 package main
 
+// The demo: the seed's Guests 90% / System 10% example, run live with
+// busy loops and measured.
+
 import (
 	"errors"
 	"fmt"
@@ -14,6 +17,7 @@ import (
 	"time"
 
 	"github.com/containerfs/containerfs/internal/daemon"
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
@@ -231,10 +235,8 @@ func demoCPU(g *demoGroup) int64 {
 		if err != nil {
 			continue
 		}
-		f := strings.Fields(string(b))
-		if len(f) > 0 {
-			v, _ := strconv.ParseInt(f[0], 10, 64)
-			n += v
+		if ss, err := proc.ParseSchedstat(b); err == nil {
+			n += ss.Run
 		}
 	}
 	return n

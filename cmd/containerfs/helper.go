@@ -1,5 +1,7 @@
 package main
 
+// The mount(8) helper: what the binary does when run as mount.container.
+
 import (
 	"fmt"
 	"os"

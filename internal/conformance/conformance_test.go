@@ -23,6 +23,7 @@ func TestMain(m *testing.M) {
 // of its own: the debug subsystem alone, every subsystem (the default mount),
 // and a named hierarchy with none.
 func TestConformance(t *testing.T) {
+	testutil.Short(t)
 	for _, tc := range []struct {
 		name, opts string
 	}{
@@ -74,6 +75,7 @@ const kernelHowTo = `set CONFORMANCE_KERNEL_ROOT to a kernel cgroup v1 hierarchy
 // TestKernel runs the suite against the kernel's own cgroup v1, where a
 // developer has mounted a hierarchy for it. It never creates one itself.
 func TestKernel(t *testing.T) {
+	testutil.Short(t)
 	root := os.Getenv("CONFORMANCE_KERNEL_ROOT")
 	if root == "" {
 		t.Skip(kernelHowTo)

@@ -1,5 +1,8 @@
 package conformance
 
+// A check's environment: the containers and processes it makes, and the
+// cleanup that undoes them even when the server hangs.
+
 import (
 	"errors"
 	"fmt"
@@ -12,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	procfs "github.com/containerfs/containerfs/internal/proc"
+	"github.com/containerfs/containerfs/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,7 +76,7 @@ func name(s string) string { return fmt.Sprintf("cf%d-%s", os.Getpid(), s) }
 func (e *env) mkdir(parent, base string) string {
 	e.t.Helper()
 	dir := filepath.Join(parent, base)
-	if err := do(e.t, "mkdir "+dir, func() error { return unix.Mkdir(dir, 0o755) }); err != nil {
+	if err := testutil.Do(e.t, "mkdir "+dir, func() error { return unix.Mkdir(dir, 0o755) }); err != nil {
 		e.t.Fatalf("mkdir %s: %v", dir, errnoName(err))
 	}
 	e.dirs = append(e.dirs, dir)
@@ -89,10 +94,10 @@ func (e *env) prepare(dir string) {
 			if !exists(e.t, filepath.Join(dir, f)) {
 				continue
 			}
-			if strings.TrimSpace(mustRead(e.t, filepath.Join(dir, f))) != "" {
+			if strings.TrimSpace(testutil.ReadFile(e.t, filepath.Join(dir, f))) != "" {
 				continue
 			}
-			mustWrite(e.t, filepath.Join(dir, f), mustRead(e.t, filepath.Join(filepath.Dir(dir), f)))
+			testutil.MustWrite(e.t, filepath.Join(dir, f), testutil.ReadFile(e.t, filepath.Join(filepath.Dir(dir), f)))
 		}
 	}
 }
@@ -150,11 +155,7 @@ func (p *proc) kill() error {
 		// Reaped by its parent or by init: wait until it is no longer
 		// running (a zombie's state is Z).
 		return eventually(10*time.Second, func() error {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
-			if err != nil {
-				return nil
-			}
-			if i := strings.LastIndexByte(string(b), ')'); i > 0 && strings.HasPrefix(string(b[i:]), ") Z") {
+			if st, err := procfs.ReadStat("", p.pid); err != nil || st.Zombie() {
 				return nil
 			}
 			return fmt.Errorf("process %d still runs", p.pid)
@@ -178,7 +179,7 @@ func (p *proc) stop(e *env, fsop func(string, func() error) error) {
 	// Back to the root, so that its container can be removed even where
 	// exits are not tracked; errors are expected for a process already gone.
 	pid := strconv.Itoa(p.pid)
-	fsop("moving "+pid+" back to the root", func() error { return writeFile(filepath.Join(e.s.root, "cgroup.procs"), pid) })
+	fsop("moving "+pid+" back to the root", func() error { return writeOnce(filepath.Join(e.s.root, "cgroup.procs"), pid) })
 	if err := p.kill(); err != nil {
 		e.t.Errorf("cleanup: %v", err)
 	}
@@ -188,5 +189,5 @@ func (p *proc) stop(e *env, fsop func(string, func() error) error) {
 // the test if that fails.
 func (e *env) moveTo(file string, pid int) {
 	e.t.Helper()
-	mustWrite(e.t, file, strconv.Itoa(pid))
+	testutil.MustWrite(e.t, file, strconv.Itoa(pid))
 }

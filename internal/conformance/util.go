@@ -1,5 +1,8 @@
 package conformance
 
+// The suite's tools: file operations bounded in time, errno checks, tasks
+// files parsed, a child's output awaited, and the helper program.
+
 import (
 	"bytes"
 	"context"
@@ -16,13 +19,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
-// opTimeout bounds one filesystem operation. The kernel's cgroupfs answers
-// in microseconds and containerfs in well under a millisecond; anything
-// near this long is a hung request.
-const opTimeout = 15 * time.Second
+// opTimeout bounds one filesystem operation, as testutil.Do does. The
+// kernel's cgroupfs answers in microseconds and containerfs in well under a
+// millisecond; anything near this long is a hung request.
+const opTimeout = testutil.OpTimeout
 
 // timed runs f on its own goroutine and waits at most opTimeout for it. If f
 // does not return in time, ok is false and the goroutine is left blocked
@@ -38,19 +42,11 @@ func timed(f func() error) (err error, ok bool) {
 	}
 }
 
-// do runs one filesystem operation, failing the test if it hangs.
-func do(t testing.TB, what string, f func() error) error {
-	t.Helper()
-	err, ok := timed(f)
-	if !ok {
-		t.Fatalf("%s: no reply within %v (hung FUSE request?)", what, opTimeout)
-	}
-	return err
-}
-
-// writeFile opens path write-only and writes data in one write(2), as the
-// kernel's cgroupfs expects; the error wraps the errno of open or write.
-func writeFile(path, data string) error {
+// writeOnce opens path write-only and writes data in one write(2); the
+// error wraps the errno of open or write. It is for the cleanup, which
+// bounds it with timed and must not fail the test from a goroutine that
+// outlives it; tests write with testutil.WriteFile.
+func writeOnce(path, data string) error {
 	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: path, Err: err}
@@ -66,22 +62,12 @@ func writeFile(path, data string) error {
 	return nil
 }
 
-func write(t testing.TB, path, data string) error {
-	t.Helper()
-	return do(t, fmt.Sprintf("write %q to %s", data, path), func() error { return writeFile(path, data) })
-}
-
-func mustWrite(t testing.TB, path, data string) {
-	t.Helper()
-	if err := write(t, path, data); err != nil {
-		t.Fatal(err)
-	}
-}
-
+// read is path's content, or the error of reading it (for checking an
+// errno); testutil.ReadFile fails the test instead.
 func read(t testing.TB, path string) (string, error) {
 	t.Helper()
 	var b []byte
-	err := do(t, "read "+path, func() error {
+	err := testutil.Do(t, "read "+path, func() error {
 		var err error
 		b, err = os.ReadFile(path)
 		return err
@@ -89,19 +75,10 @@ func read(t testing.TB, path string) (string, error) {
 	return string(b), err
 }
 
-func mustRead(t testing.TB, path string) string {
-	t.Helper()
-	s, err := read(t, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 func stat(t testing.TB, path string) (unix.Stat_t, error) {
 	t.Helper()
 	var st unix.Stat_t
-	err := do(t, "stat "+path, func() error { return unix.Lstat(path, &st) })
+	err := testutil.Do(t, "stat "+path, func() error { return unix.Lstat(path, &st) })
 	return st, err
 }
 
@@ -153,7 +130,7 @@ func parseIDs(s string) ([]int, error) {
 
 func readIDs(t testing.TB, path string) []int {
 	t.Helper()
-	ids, err := parseIDs(mustRead(t, path))
+	ids, err := parseIDs(testutil.ReadFile(t, path))
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}

@@ -15,6 +15,7 @@ import (
 // as containerfs subcommands, with libcgroup's output formats, checked
 // against what the mounts show.
 func TestCgTools(t *testing.T) {
+	testutil.Short(t)
 	d := testutil.StartDaemon(t)
 	cpu := d.Mount("cpu,cpuacct")
 	mem := d.Mount("memory")
@@ -49,10 +50,10 @@ func TestCgTools(t *testing.T) {
 	})
 
 	cli("cgset", "-r", "cpu.shares=512", "-r", "memory.limit_in_bytes=64M", "/a/b")
-	if got := strings.TrimSpace(readFile(t, filepath.Join(cpu, "a/b/cpu.shares"))); got != "512" {
+	if got := strings.TrimSpace(testutil.ReadFile(t, filepath.Join(cpu, "a/b/cpu.shares"))); got != "512" {
 		t.Errorf("cpu.shares after cgset: got %s, want 512", got)
 	}
-	if got := strings.TrimSpace(readFile(t, filepath.Join(mem, "a/b/memory.limit_in_bytes"))); got != strconv.Itoa(64<<20) {
+	if got := strings.TrimSpace(testutil.ReadFile(t, filepath.Join(mem, "a/b/memory.limit_in_bytes"))); got != strconv.Itoa(64<<20) {
 		t.Errorf("memory.limit_in_bytes after cgset: got %s, want %d", got, 64<<20)
 	}
 
@@ -87,7 +88,7 @@ func TestCgTools(t *testing.T) {
 
 	// cgdelete: a group with subgroups needs -r; tasks move to the parent.
 	pid := sleeper(t)
-	if err := writeFile(t, filepath.Join(mem, "a/b/cgroup.procs"), strconv.Itoa(pid)); err != nil {
+	if err := testutil.WriteFile(t, filepath.Join(mem, "a/b/cgroup.procs"), strconv.Itoa(pid)); err != nil {
 		t.Fatal(err)
 	}
 	fails("device or resource busy", "cgdelete", "memory:/a")
@@ -95,7 +96,7 @@ func TestCgTools(t *testing.T) {
 	if exists(t, filepath.Join(mem, "a")) {
 		t.Errorf("cgdelete -r memory:/a: %s/a still exists", mem)
 	}
-	tasks := strings.Fields(readFile(t, filepath.Join(mem, "tasks")))
+	tasks := strings.Fields(testutil.ReadFile(t, filepath.Join(mem, "tasks")))
 	if !slices.Contains(tasks, strconv.Itoa(pid)) {
 		t.Errorf("after cgdelete -r, task %d is not in the memory root", pid)
 	}

@@ -28,6 +28,7 @@ import (
 // leaves it when it starts one; "readme" first runs the README's set-up,
 // serve --mount, so that the session's mount is a second view stacked on it.
 func TestSeedSession(t *testing.T) {
+	testutil.Short(t)
 	t.Run("fresh", func(t *testing.T) {
 		d := testutil.StartDaemon(t)
 		installHelper(t, d.Bin)
@@ -145,6 +146,7 @@ func knownSubsys(t *testing.T, d *testutil.Daemon) []string {
 // TestTwoHierarchies: a task is in one container per hierarchy, and the CLI
 // prints the kernel's tables.
 func TestTwoHierarchies(t *testing.T) {
+	testutil.Short(t)
 	d := testutil.StartDaemon(t)
 	a := d.Mount("name=a,none")
 	dbg := d.Mount("debug")
@@ -153,7 +155,7 @@ func TestTwoHierarchies(t *testing.T) {
 	mkdir(t, filepath.Join(dbg, "y", "z"))
 	pid := sleeper(t)
 	for _, tasks := range []string{filepath.Join(a, "x", "tasks"), filepath.Join(dbg, "y", "z", "tasks")} {
-		if err := writeFile(t, tasks, strconv.Itoa(pid)); err != nil {
+		if err := testutil.WriteFile(t, tasks, strconv.Itoa(pid)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -182,7 +184,7 @@ func TestTwoHierarchies(t *testing.T) {
 		t.Errorf("lssubsys does not list debug")
 	}
 	// Moving the task in one hierarchy leaves it where it is in the other.
-	if err := writeFile(t, filepath.Join(dbg, "tasks"), strconv.Itoa(pid)); err != nil {
+	if err := testutil.WriteFile(t, filepath.Join(dbg, "tasks"), strconv.Itoa(pid)); err != nil {
 		t.Fatal(err)
 	}
 	out, err = d.CLI("cgroup", strconv.Itoa(pid))
@@ -198,6 +200,7 @@ func TestTwoHierarchies(t *testing.T) {
 // last mount and comes back, child and all, with the next matching mount;
 // an empty one is torn down and its subsystems are free again.
 func TestHierarchyLifetime(t *testing.T) {
+	testutil.Short(t)
 	d := testutil.StartDaemon(t)
 	t.Run("subsystem", func(t *testing.T) {
 		first := d.Mount("debug")
@@ -210,7 +213,7 @@ func TestHierarchyLifetime(t *testing.T) {
 		if !exists(t, filepath.Join(again, "keep", "tasks")) {
 			t.Fatalf("%s: the child made before the umount is gone", again)
 		}
-		if got := readFile(t, filepath.Join(again, "debug.hierarchy_id")); got != "1\n" {
+		if got := testutil.ReadFile(t, filepath.Join(again, "debug.hierarchy_id")); got != "1\n" {
 			t.Errorf("debug.hierarchy_id of the mount that came back: got %q, want %q", got, "1\n")
 		}
 		rmdir(t, filepath.Join(again, "keep"))
@@ -254,6 +257,7 @@ func TestHierarchyLifetime(t *testing.T) {
 // TestDaemonStaysInRoot: the daemon refuses to move itself, by PID, by
 // thread ID, or by thread group.
 func TestDaemonStaysInRoot(t *testing.T) {
+	testutil.Short(t)
 	d := testutil.StartDaemon(t)
 	root := d.Mount("debug")
 	dir := filepath.Join(root, "c")
@@ -272,16 +276,16 @@ func TestDaemonStaysInRoot(t *testing.T) {
 	}
 	for _, id := range ids {
 		for _, file := range []string{"tasks", "cgroup.procs"} {
-			err := writeFile(t, filepath.Join(dir, file), strconv.Itoa(id))
+			err := testutil.WriteFile(t, filepath.Join(dir, file), strconv.Itoa(id))
 			if !errors.Is(err, syscall.EPERM) {
 				t.Errorf("writing the daemon's %d (PID %d) to %s: got %v, want EPERM", id, self, file, err)
 			}
 		}
 	}
-	if got := readFile(t, filepath.Join(dir, "tasks")); got != "" {
+	if got := testutil.ReadFile(t, filepath.Join(dir, "tasks")); got != "" {
 		t.Errorf("%s/tasks: got %q, want it empty", dir, got)
 	}
-	if got := readFile(t, filepath.Join(root, "tasks")); !slices.Contains(strings.Fields(got), strconv.Itoa(self)) {
+	if got := testutil.ReadFile(t, filepath.Join(root, "tasks")); !slices.Contains(strings.Fields(got), strconv.Itoa(self)) {
 		t.Errorf("root's tasks does not list the daemon %d", self)
 	}
 }
@@ -289,6 +293,7 @@ func TestDaemonStaysInRoot(t *testing.T) {
 // TestSIGTERMUnmountsEverything: the daemon unmounts every mount when told
 // to stop, a busy one too.
 func TestSIGTERMUnmountsEverything(t *testing.T) {
+	testutil.Short(t)
 	d := testutil.StartDaemon(t)
 	a := d.Mount("debug")
 	b := d.Mount("none,name=b")
@@ -296,14 +301,14 @@ func TestSIGTERMUnmountsEverything(t *testing.T) {
 	mkdir(t, filepath.Join(a, "child"))
 	// Keep one mount busy with an open file.
 	var f *os.File
-	if err := do(t, "open", func() error {
+	if err := testutil.Do(t, "open", func() error {
 		var err error
 		f, err = os.Open(filepath.Join(b, "tasks"))
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer do(t, "close", f.Close)
+	defer testutil.Do(t, "close", f.Close)
 	pid := d.Cmd.Process.Pid
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -325,6 +330,7 @@ func TestSIGTERMUnmountsEverything(t *testing.T) {
 // when the daemon has exited after SIGTERM (the daemon once returned from
 // its serving loop, and exited, before unmounting).
 func TestSIGTERMUnmountsServeMount(t *testing.T) {
+	testutil.Short(t)
 	dir := mountDir(t)
 	d := testutil.StartDaemon(t, "--mount", dir, "-o", "debug")
 	eventually(t, 10*time.Second, func() error {
@@ -351,6 +357,7 @@ func TestSIGTERMUnmountsServeMount(t *testing.T) {
 // TestHelperStartsDaemon: mount.container starts the daemon when none
 // answers, and the next mount uses the same daemon.
 func TestHelperStartsDaemon(t *testing.T) {
+	testutil.Short(t)
 	testutil.RequireRoot(t)
 	bin := testutil.Binary(t)
 	tmp, err := os.MkdirTemp("", "containerfs-e2e-helper-")
@@ -418,7 +425,7 @@ func TestHelperStartsDaemon(t *testing.T) {
 	if n := strings.Count(string(b), " listening on "); n != 1 {
 		t.Errorf("daemons started: %d, want 1 (the second mount should use the first daemon):\n%s", n, b)
 	}
-	if !strings.Contains(readFile(t, filepath.Join(mnt2, "tasks")), "\n") {
+	if !strings.Contains(testutil.ReadFile(t, filepath.Join(mnt2, "tasks")), "\n") {
 		t.Errorf("%s/tasks is empty", mnt2)
 	}
 	out, code := run(t, env, bin, "lssubsys")
@@ -459,6 +466,7 @@ func isDaemonOn(pid int, sock string) bool {
 // answering ENOTCONN; the next daemon removes them at start-up, and the
 // directory can be mounted again.
 func TestStaleMountRemoved(t *testing.T) {
+	testutil.Short(t)
 	d1 := testutil.StartDaemon(t)
 	dir := d1.Mount("debug")
 	mkdir(t, filepath.Join(dir, "child"))
@@ -474,7 +482,7 @@ func TestStaleMountRemoved(t *testing.T) {
 			return nil
 		}
 		var st unix.Statfs_t
-		err := do(t, "statfs "+dir, func() error { return unix.Statfs(dir, &st) })
+		err := testutil.Do(t, "statfs "+dir, func() error { return unix.Statfs(dir, &st) })
 		if !errors.Is(err, unix.ENOTCONN) {
 			return fmt.Errorf("statfs %s after SIGKILL: got %v, want ENOTCONN", dir, err)
 		}

@@ -96,17 +96,18 @@ func freeAddr(t *testing.T) string {
 // TestMetrics: `serve --metrics` serves the containers' figures as their
 // files show them, and the daemon's own.
 func TestMetrics(t *testing.T) {
+	testutil.Short(t)
 	addr := freeAddr(t)
 	d := testutil.StartDaemon(t, "--metrics", addr)
 	mnt := d.Mount("cpuacct,pids,freezer")
 	c := filepath.Join(mnt, "c")
 	mkdir(t, c)
 	t.Cleanup(func() { rmdir(t, c) })
-	if err := writeFile(t, filepath.Join(c, "pids.max"), "50"); err != nil {
+	if err := testutil.WriteFile(t, filepath.Join(c, "pids.max"), "50"); err != nil {
 		t.Fatal(err)
 	}
 	pid := sleeper(t)
-	if err := writeFile(t, filepath.Join(c, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
+	if err := testutil.WriteFile(t, filepath.Join(c, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
 		t.Fatal(err)
 	}
 	// A short busy child in c, so that cpuacct.usage is not 0.
@@ -122,9 +123,9 @@ func TestMetrics(t *testing.T) {
 		}
 		return err
 	})
-	usage0 := readFile(t, filepath.Join(c, "cpuacct.usage"))
+	usage0 := testutil.ReadFile(t, filepath.Join(c, "cpuacct.usage"))
 	ss = scrape(t, addr)
-	usage1 := readFile(t, filepath.Join(c, "cpuacct.usage"))
+	usage1 := testutil.ReadFile(t, filepath.Join(c, "cpuacct.usage"))
 
 	var hier string
 	for _, s := range ss {

@@ -14,16 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
-// cmdTimeout bounds every command a test runs; opTimeout every filesystem
-// operation it makes itself.
-const (
-	cmdTimeout = 60 * time.Second
-	opTimeout  = 15 * time.Second
-)
+// cmdTimeout bounds every command a test runs; testutil.Do bounds every
+// filesystem operation it makes itself.
+const cmdTimeout = 60 * time.Second
 
 // run runs a command with env (nil: the test's) and returns its combined
 // output and exit status. It fails the test if the command cannot start or
@@ -57,65 +55,23 @@ func sh(t testing.TB, d *testutil.Daemon, script string) (string, int) {
 	return run(t, d.Env(), "/bin/sh", "-c", script)
 }
 
-// do runs one filesystem operation, failing the test if it hangs.
-func do(t testing.TB, what string, f func() error) error {
-	t.Helper()
-	ch := make(chan error, 1)
-	go func() { ch <- f() }()
-	select {
-	case err := <-ch:
-		return err
-	case <-time.After(opTimeout):
-		t.Fatalf("%s: no reply within %v (hung FUSE request?)", what, opTimeout)
-		return nil
-	}
-}
-
-func writeFile(t testing.TB, path, data string) error {
-	t.Helper()
-	return do(t, "write "+path, func() error {
-		fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return &os.PathError{Op: "open", Path: path, Err: err}
-		}
-		defer unix.Close(fd)
-		if _, err := unix.Write(fd, []byte(data)); err != nil {
-			return &os.PathError{Op: "write", Path: path, Err: err}
-		}
-		return nil
-	})
-}
-
-func readFile(t testing.TB, path string) string {
-	t.Helper()
-	var b []byte
-	if err := do(t, "read "+path, func() error {
-		var err error
-		b, err = os.ReadFile(path)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 func mkdir(t testing.TB, path string) {
 	t.Helper()
-	if err := do(t, "mkdir "+path, func() error { return unix.Mkdir(path, 0o755) }); err != nil {
+	if err := testutil.Do(t, "mkdir "+path, func() error { return unix.Mkdir(path, 0o755) }); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func rmdir(t testing.TB, path string) {
 	t.Helper()
-	if err := do(t, "rmdir "+path, func() error { return unix.Rmdir(path) }); err != nil {
+	if err := testutil.Do(t, "rmdir "+path, func() error { return unix.Rmdir(path) }); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func exists(t testing.TB, path string) bool {
 	t.Helper()
-	return do(t, "stat "+path, func() error { _, err := os.Stat(path); return err }) == nil
+	return testutil.Do(t, "stat "+path, func() error { _, err := os.Stat(path); return err }) == nil
 }
 
 // mountDir makes an empty directory for a mount that the test makes by
@@ -255,12 +211,8 @@ func umount(t testing.TB, dir string) {
 
 // processGone tells whether pid has exited (or is a zombie).
 func processGone(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i > 0 && strings.HasPrefix(string(b[i:]), ") Z")
+	st, err := proc.ReadStat("", pid)
+	return err != nil || st.Zombie()
 }
 
 // helperPath is where mount(8) looks for the helper.
