@@ -1,5 +1,9 @@
 package memory
 
+// The engine: the hierarchy-wide state of the bound hierarchy (which
+// processes are in which container, their readings, the tasks paused),
+// and the arithmetic from processes' readings to containers' usage.
+
 import (
 	"os"
 	"time"

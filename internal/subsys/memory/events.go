@@ -1,5 +1,8 @@
 package memory
 
+// cgroup.event_control: eventfd registrations for usage thresholds and
+// OOM, and their signalling.
+
 import (
 	"encoding/binary"
 	"errors"

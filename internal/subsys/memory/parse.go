@@ -1,5 +1,8 @@
 package memory
 
+// Sizes as the memory files take and print them: limit_in_bytes's
+// page_counter_memparse and memparse.
+
 import (
 	"fmt"
 	"strings"

@@ -1,5 +1,9 @@
 package memory
 
+// Reading /proc for the sampler: statm, smaps_rollup and stat of a
+// process through files kept open, and the machine's vmstat, meminfo and
+// vm.swappiness.
+
 import (
 	"bytes"
 	"errors"

@@ -1,5 +1,8 @@
 package memory
 
+// memory.stat: its keys in the kernel's order, for a container from its
+// processes' figures and for the root from the machine's.
+
 import (
 	"strconv"
 	"strings"
