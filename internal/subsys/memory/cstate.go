@@ -6,9 +6,10 @@ package memory
 import "time"
 
 // cstate is one container's memory state. Every field after the immutable
-// ones is guarded by Subsys.mu, because the sampler reads and updates them
+// ones is guarded by the engine's mu, because the sampler reads and updates them
 // without the registry lock.
 type cstate struct {
+	e      *engine // the hierarchy's, owned by the root's state; immutable
 	parent *cstate // nil for the root; immutable
 	root   bool    // immutable
 	name   string  // for logs: the name at mkdir (renames are not followed)

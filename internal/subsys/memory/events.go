@@ -45,7 +45,7 @@ const (
 	thresholdEvent
 )
 
-// event is one registration. Guarded by Subsys.mu.
+// event is one registration. Guarded by the engine's mu.
 type event struct {
 	kind      eventKind
 	efd       *os.File // our duplicate of the writer's eventfd
@@ -130,10 +130,11 @@ func (s *Subsys) writeEventControl(c *core.Container, who core.Caller, data stri
 		return fmt.Errorf("cgroup.event_control: %s has no events: %w", bf.Name, syscall.EINVAL)
 	}
 
-	cs := stateOf(s, c)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.e == nil || cs.removed {
+	cs := s.state(c)
+	e := cs.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.shut || cs.removed {
 		return syscall.ENODEV
 	}
 	if len(cs.events) >= maxEvents {
@@ -141,7 +142,7 @@ func (s *Subsys) writeEventControl(c *core.Container, who core.Caller, data stri
 	}
 	switch ev.kind {
 	case thresholdEvent:
-		ev.above = ev.threshold <= s.e.usageOf(cs)
+		ev.above = ev.threshold <= e.usageOf(cs)
 	case oomEvent:
 		if cs.underOOM() {
 			ev.signal()
@@ -149,7 +150,7 @@ func (s *Subsys) writeEventControl(c *core.Container, who core.Caller, data stri
 	}
 	cs.events = append(cs.events, ev)
 	keep = true
-	s.e.wakeLocked() // a threshold may need closer sampling
+	e.wakeLocked() // a threshold may need closer sampling
 	return nil
 }
 
@@ -207,7 +208,7 @@ func readable(st syscall.Stat_t, who core.Caller) bool {
 	}
 }
 
-// usageOf is what st's usage_in_bytes reads. Call with s.mu held.
+// usageOf is what st's usage_in_bytes reads. Call with e.mu held.
 func (e *engine) usageOf(st *cstate) int64 {
 	if st.root {
 		return e.sysUsage()
@@ -216,7 +217,7 @@ func (e *engine) usageOf(st *cstate) int64 {
 }
 
 // thresholdsLocked signals the thresholds that usage crossed since the
-// last look. Call with s.mu held, after computeLocked.
+// last look. Call with e.mu held, after computeLocked.
 func (e *engine) thresholdsLocked() {
 	var walk func(c *cstate)
 	walk = func(c *cstate) {
@@ -240,7 +241,7 @@ func (e *engine) thresholdsLocked() {
 }
 
 // oomNotifyLocked signals the OOM registrations of c and every descendant
-// (v1's mem_cgroup_oom_notify). Call with s.mu held.
+// (v1's mem_cgroup_oom_notify). Call with e.mu held.
 func oomNotifyLocked(c *cstate) {
 	for _, ev := range c.events {
 		if ev.kind == oomEvent {
@@ -253,7 +254,7 @@ func oomNotifyLocked(c *cstate) {
 }
 
 // dropEventsLocked signals every registration of c once and closes it:
-// the container is being removed. Call with s.mu held.
+// the container is being removed. Call with e.mu held.
 func dropEventsLocked(c *cstate) {
 	for _, ev := range c.events {
 		ev.signal()

@@ -5,39 +5,37 @@ package memory
 
 import (
 	"fmt"
-	"strconv"
 	"syscall"
 
 	"github.com/containerfs/containerfs/internal/core"
 )
 
 // Files implements core.Subsys, in the kernel's order
-// (mem_cgroup_legacy_files).
+// (mem_cgroup_legacy_files), with the kernel's handler types: the counters
+// and limits are read_u64 (limit_in_bytes and soft_limit_in_bytes write a
+// string, page_counter_memparse; max_usage_in_bytes and failcnt a string
+// that mem_cgroup_reset ignores), use_hierarchy, swappiness and
+// move_charge_at_immigrate are read_u64/write_u64, oom_control is seq_show
+// with write_u64, stat is seq_show and force_empty a string write.
 func (s *Subsys) Files() []core.File {
 	return []core.File{
-		{Name: "usage_in_bytes", Read: s.locked(func(e *engine, st *cstate) (string, error) {
-			if st.root {
-				return formatBytes(e.sysUsage()), nil
-			}
-			return formatBytes(st.usage), nil
+		{Name: "usage_in_bytes", ReadU64: s.lockedU64(func(e *engine, st *cstate) uint64 {
+			return uint64(e.usageOf(st))
 		})},
 		{Name: "max_usage_in_bytes", Flags: core.NotSetting,
-			Read: s.locked(func(e *engine, st *cstate) (string, error) {
-				return formatBytes(st.maxUsage), nil
+			ReadU64: s.lockedU64(func(e *engine, st *cstate) uint64 {
+				return uint64(st.maxUsage)
 			}),
 			// cgroup v1 (mem_cgroup_reset): any write resets the
 			// watermark to the current usage.
 			Write: s.lockedWrite(func(e *engine, st *cstate, _ string) error {
-				st.maxUsage = st.usage
-				if st.root {
-					st.maxUsage = e.sysUsage()
-				}
+				st.maxUsage = e.usageOf(st)
 				return nil
 			}),
 		},
 		{Name: "limit_in_bytes",
-			Read: s.locked(func(e *engine, st *cstate) (string, error) {
-				return formatBytes(st.limit), nil
+			ReadU64: s.lockedU64(func(e *engine, st *cstate) uint64 {
+				return uint64(st.limit)
 			}),
 			Write: s.lockedWrite(func(e *engine, st *cstate, data string) error {
 				v, err := ParseLimit(data)
@@ -59,8 +57,8 @@ func (s *Subsys) Files() []core.File {
 			}),
 		},
 		{Name: "soft_limit_in_bytes",
-			Read: s.locked(func(e *engine, st *cstate) (string, error) {
-				return formatBytes(st.soft), nil
+			ReadU64: s.lockedU64(func(e *engine, st *cstate) uint64 {
+				return uint64(st.soft)
 			}),
 			// Stored, also in the root, as v1 does; it only steers the
 			// kernel's reclaim under global pressure, which we do not do.
@@ -74,8 +72,8 @@ func (s *Subsys) Files() []core.File {
 			}),
 		},
 		{Name: "failcnt", Flags: core.NotSetting,
-			Read: s.locked(func(e *engine, st *cstate) (string, error) {
-				return strconv.FormatUint(st.failcnt, 10) + "\n", nil
+			ReadU64: s.lockedU64(func(e *engine, st *cstate) uint64 {
+				return st.failcnt
 			}),
 			// cgroup v1 (mem_cgroup_reset): any write resets it.
 			Write: s.lockedWrite(func(e *engine, st *cstate, _ string) error {
@@ -98,13 +96,10 @@ func (s *Subsys) Files() []core.File {
 			}),
 		},
 		{Name: "use_hierarchy",
-			Read: func(*core.Container) (string, error) { return "1\n", nil },
-			Write: func(_ *core.Container, _ core.Caller, data string) error {
-				v, err := core.Kstrtoull(data)
-				if err != nil {
-					return fmt.Errorf("memory.use_hierarchy: %w", err)
-				}
-				// Linux 6.x: non-hierarchical mode is gone; only 1.
+			ReadU64: func(*core.Container) uint64 { return 1 },
+			// mem_cgroup_hierarchy_write: non-hierarchical mode is gone
+			// (Linux 6.x); only 1.
+			WriteU64: func(_ *core.Container, _ core.Caller, v uint64) error {
 				if v != 1 {
 					return fmt.Errorf("memory.use_hierarchy: only 1 is supported: %w", syscall.EINVAL)
 				}
@@ -112,17 +107,13 @@ func (s *Subsys) Files() []core.File {
 			},
 		},
 		{Name: "swappiness",
-			Read: s.locked(func(e *engine, st *cstate) (string, error) {
+			ReadU64: s.lockedU64(func(e *engine, st *cstate) uint64 {
 				if st.root {
-					return strconv.FormatUint(e.sys.swappiness, 10) + "\n", nil
+					return e.sys.swappiness
 				}
-				return strconv.FormatUint(st.swappiness, 10) + "\n", nil
+				return st.swappiness
 			}),
-			Write: s.lockedWrite(func(e *engine, st *cstate, data string) error {
-				v, err := core.Kstrtoull(data)
-				if err != nil {
-					return fmt.Errorf("memory.swappiness: %w", err)
-				}
+			WriteU64: s.lockedWriteU64(func(e *engine, st *cstate, v uint64) error {
 				if v > 200 {
 					return fmt.Errorf("memory.swappiness: %d is not in 0..200: %w", v, syscall.EINVAL)
 				}
@@ -136,14 +127,10 @@ func (s *Subsys) Files() []core.File {
 			}),
 		},
 		{Name: "move_charge_at_immigrate",
-			Read: s.locked(func(e *engine, st *cstate) (string, error) {
-				return strconv.FormatUint(st.moveCharge, 10) + "\n", nil
+			ReadU64: s.lockedU64(func(e *engine, st *cstate) uint64 {
+				return st.moveCharge
 			}),
-			Write: s.lockedWrite(func(e *engine, st *cstate, data string) error {
-				v, err := core.Kstrtoull(data)
-				if err != nil {
-					return fmt.Errorf("memory.move_charge_at_immigrate: %w", err)
-				}
+			WriteU64: s.lockedWriteU64(func(e *engine, st *cstate, v uint64) error {
 				// Bit 0 anon, bit 1 file (MOVE_MASK).
 				if v&^3 != 0 {
 					return fmt.Errorf("memory.move_charge_at_immigrate: %d has bits other than 1 and 2: %w", v, syscall.EINVAL)
@@ -157,14 +144,11 @@ func (s *Subsys) Files() []core.File {
 				return fmt.Sprintf("oom_kill_disable %d\nunder_oom %d\noom_kill %d\n",
 					b2i(st.oomKillDisable), b2i(st.underOOM()), st.oomKill), nil
 			}),
-			Write: s.lockedWrite(func(e *engine, st *cstate, data string) error {
-				v, err := core.Kstrtoull(data)
-				if err != nil {
-					return fmt.Errorf("memory.oom_control: %w", err)
-				}
-				// cgroup v1: not in the root, and only 0 or 1.
+			WriteU64: s.lockedWriteU64(func(e *engine, st *cstate, v uint64) error {
+				// mem_cgroup_oom_control_write: not in the root, and
+				// only 0 or 1.
 				if st.root || v > 1 {
-					return fmt.Errorf("memory.oom_control: %q: %w", data, syscall.EINVAL)
+					return fmt.Errorf("memory.oom_control: %d: %w", v, syscall.EINVAL)
 				}
 				st.oomKillDisable = v == 1
 				// Re-enabling the killer wakes v1's OOM waiters, which
@@ -184,29 +168,60 @@ func b2i(b bool) int {
 	return 0
 }
 
-// locked makes a Read handler that runs with s.mu held. An unbound
-// subsystem (no engine) has no files to serve, but a file may be read in
-// the instant of an unmount: ENODEV then.
+// locked makes a Read handler that runs with the engine's mu held. After
+// the hierarchy is unmounted (the engine shut), a file may still be read
+// in the instant before it goes: ENODEV then.
 func (s *Subsys) locked(f func(e *engine, st *cstate) (string, error)) func(*core.Container) (string, error) {
 	return func(c *core.Container) (string, error) {
-		st := stateOf(s, c)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.e == nil {
+		st := s.state(c)
+		e := st.e
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.shut {
 			return "", syscall.ENODEV
 		}
-		return f(s.e, st)
+		return f(e, st)
 	}
 }
 
+// lockedU64 makes a ReadU64 handler that runs with the engine's mu held.
+// It has no error to answer: after the engine is shut it reads the last
+// figures.
+func (s *Subsys) lockedU64(f func(e *engine, st *cstate) uint64) func(*core.Container) uint64 {
+	return func(c *core.Container) uint64 {
+		st := s.state(c)
+		e := st.e
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return f(e, st)
+	}
+}
+
+// lockedWrite makes a Write handler that runs with the engine's mu held.
 func (s *Subsys) lockedWrite(f func(e *engine, st *cstate, data string) error) func(*core.Container, core.Caller, string) error {
 	return func(c *core.Container, _ core.Caller, data string) error {
-		st := stateOf(s, c)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.e == nil {
+		st := s.state(c)
+		e := st.e
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.shut {
 			return syscall.ENODEV
 		}
-		return f(s.e, st, data)
+		return f(e, st, data)
+	}
+}
+
+// lockedWriteU64 makes a WriteU64 handler that runs with the engine's mu
+// held.
+func (s *Subsys) lockedWriteU64(f func(e *engine, st *cstate, v uint64) error) func(*core.Container, core.Caller, uint64) error {
+	return func(c *core.Container, _ core.Caller, v uint64) error {
+		st := s.state(c)
+		e := st.e
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.shut {
+			return syscall.ENODEV
+		}
+		return f(e, st, v)
 	}
 }

@@ -16,23 +16,25 @@ import (
 // born in a paused container is paused too; it may have run for a moment
 // (userspace learns of a fork after it happened).
 func (s *Subsys) Fork(c *core.Container, t *core.Task) {
-	st := stateOf(s, c)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.e == nil {
+	st := s.state(c)
+	e := st.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.shut {
 		return
 	}
-	s.e.joinLocked(t, st, t.Start, true)
+	e.joinLocked(t, st, t.Start, true)
 }
 
 // Exit implements core.Exiter.
 func (s *Subsys) Exit(c *core.Container, t *core.Task) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.e == nil {
+	e := s.state(c).e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.shut {
 		return
 	}
-	s.e.leaveLocked(t, true)
+	e.leaveLocked(t, true)
 }
 
 // CanAttach implements core.CanAttacher. cgroup v1 refuses a move with
@@ -42,17 +44,18 @@ func (s *Subsys) Exit(c *core.Container, t *core.Task) {
 // with its resident memory from /proc/PID/statm (a read that takes no
 // lock of the process and does not sleep).
 func (s *Subsys) CanAttach(ts *core.TaskSet) error {
-	dst := stateOf(s, ts.Dst)
+	dst := s.state(ts.Dst)
 	if dst.root {
 		return nil
 	}
 	srcs := make([]*cstate, len(ts.Src))
 	for i, c := range ts.Src {
-		srcs[i] = stateOf(s, c)
+		srcs[i] = s.state(c)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.e == nil || dst.moveCharge == 0 {
+	e := dst.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.shut || dst.moveCharge == 0 {
 		return nil
 	}
 	for i, t := range ts.Tasks {
@@ -92,11 +95,11 @@ func (s *Subsys) CanAttach(ts *core.TaskSet) error {
 // moving the leader moves the whole process's usage; moving another thread
 // only changes whether that thread is paused.
 func (s *Subsys) Attach(ts *core.TaskSet) {
-	dst := stateOf(s, ts.Dst)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.e
-	if e == nil {
+	dst := s.state(ts.Dst)
+	e := dst.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.shut {
 		return
 	}
 	for _, t := range ts.Tasks {

@@ -76,22 +76,22 @@ func (e *engine) execute(pl killPlan) {
 			refusals = append(refusals, fmt.Sprintf("%d: %s", c.tgid, why))
 			continue
 		}
-		s.mu.Lock()
+		e.mu.Lock()
 		done, err := e.killLocked(pl.c, c.p)
-		s.mu.Unlock()
+		e.mu.Unlock()
 		if err != nil {
 			refusals = append(refusals, fmt.Sprintf("%d: %v", c.tgid, err))
 			continue
 		}
 		if done {
-			s.logf("memory: %s is over its limit (%d > %d bytes): killed process %d (%s), %d bytes resident",
+			s.Logf.Printf("memory: %s is over its limit (%d > %d bytes): killed process %d (%s), %d bytes resident",
 				pl.c.path(), pl.usage, pl.limit, c.tgid, c.comm, c.resident)
 		}
 		handled = true
 		break
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if pl.c.paused {
 		// v1 wakes its OOM waiters when the killer is re-enabled; they
 		// run again, killed or not.
@@ -104,7 +104,7 @@ func (e *engine) execute(pl killPlan) {
 		// Said once until it is back under its limit or a kill is done:
 		// this is looked at again every round.
 		pl.c.noVictimLogged = true
-		s.logf("memory: %s is over its limit (%d > %d bytes) and has no process that may be killed %v", pl.c.path(), pl.usage, pl.limit, refusals)
+		s.Logf.Printf("memory: %s is over its limit (%d > %d bytes) and has no process that may be killed %v", pl.c.path(), pl.usage, pl.limit, refusals)
 	}
 }
 
@@ -121,7 +121,7 @@ func (e *engine) killable(p *process, tgid int) (bool, string) {
 		return false, "gone"
 	}
 	var unknown []int
-	s.mu.Lock()
+	e.mu.Lock()
 	known := map[int]bool{}
 	for th := range p.threads {
 		known[th.tid] = true
@@ -133,14 +133,14 @@ func (e *engine) killable(p *process, tgid int) (bool, string) {
 			continue
 		}
 		if _, ok := e.inRoot[tid]; ok {
-			s.mu.Unlock()
+			e.mu.Unlock()
 			return false, fmt.Sprintf("its thread %d is in the root container", tid)
 		}
 		if !known[tid] {
 			unknown = append(unknown, tid)
 		}
 	}
-	s.mu.Unlock()
+	e.mu.Unlock()
 	for _, tid := range unknown {
 		start, err := readTaskStart(s.proc(), tgid, tid)
 		if err != nil {

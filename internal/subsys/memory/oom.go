@@ -132,7 +132,7 @@ func (e *engine) actLocked(now time.Time, deferred map[*cstate]bool) (plans []ki
 			c.noVictimLogged = false
 			if c.paused {
 				c.paused, changed = false, true
-				e.s.logf("memory: %s is back under its limit (%d of %d bytes): its tasks run again", c.path(), c.usage, c.limit)
+				e.s.Logf.Printf("memory: %s is back under its limit (%d of %d bytes): its tasks run again", c.path(), c.usage, c.limit)
 			}
 			return
 		}
@@ -149,7 +149,7 @@ func (e *engine) actLocked(now time.Time, deferred map[*cstate]bool) (plans []ki
 		if c.oomKillDisable {
 			c.paused, changed = true, true
 			oomNotifyLocked(c)
-			e.s.logf("memory: %s is over its limit (%d > %d bytes) and its OOM killer is disabled: its tasks are paused", c.path(), c.usage, c.limit)
+			e.s.Logf.Printf("memory: %s is over its limit (%d > %d bytes) and its OOM killer is disabled: its tasks are paused", c.path(), c.usage, c.limit)
 			return
 		}
 		pl := killPlan{c: c, usage: c.usage, limit: c.limit}

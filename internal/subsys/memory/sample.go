@@ -62,18 +62,10 @@ const (
 // root's Create, stopped by its Destroy.
 func (e *engine) run() {
 	prio.Background() // bulk reads of statm and smaps_rollup: not real-time
-	defer close(e.done)
 	defer e.closeFiles(nil)
 	fast, slow := fastPeriod, slowPeriod
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-e.stop:
-			return
-		case <-e.wake:
-		case <-timer.C:
-		}
+	next := time.Now()
+	for e.w.Wait(max(0, time.Until(next))) {
 		start := time.Now()
 		doSlow := start.Sub(e.lastSlow) >= slow
 		watch, cost := e.tick(doSlow)
@@ -82,17 +74,10 @@ func (e *engine) run() {
 		} else {
 			fast = max(fastPeriod, fastShare*cost)
 		}
-		next := e.lastSlow.Add(slow)
+		next = e.lastSlow.Add(slow)
 		if watch > 0 {
 			next = minTime(next, start.Add(max(watch, fast)))
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(max(0, time.Until(next)))
 	}
 }
 
@@ -139,7 +124,7 @@ func (e *engine) tick(slow bool) (time.Duration, time.Duration) {
 	s := e.s
 	now := s.now()
 
-	s.mu.Lock()
+	e.mu.Lock()
 	var jobs []job
 	keep := map[*process]bool{}
 	for _, p := range e.procs {
@@ -156,7 +141,7 @@ func (e *engine) tick(slow bool) (time.Duration, time.Duration) {
 				rolled: p.hasRoll, rollAt: p.rollAt, rollCost: p.rollCost})
 		}
 	}
-	s.mu.Unlock()
+	e.mu.Unlock()
 
 	t0 := time.Now()
 	var rds []reading
@@ -176,24 +161,24 @@ func (e *engine) tick(slow bool) (time.Duration, time.Duration) {
 		cost = time.Since(t0)
 	}
 
-	s.mu.Lock()
+	e.mu.Lock()
 	e.applyLocked(rds, sys)
 	e.computeLocked()
 	stale := e.staleLocked(now)
-	s.mu.Unlock()
+	e.mu.Unlock()
 
 	deferred := map[*cstate]bool{}
 	if len(stale) > 0 {
 		rds = e.rollForDecision(stale, deferred)
-		s.mu.Lock()
+		e.mu.Lock()
 		e.applyLocked(rds, nil)
 		e.computeLocked()
-		s.mu.Unlock()
+		e.mu.Unlock()
 	}
 
-	s.mu.Lock()
+	e.mu.Lock()
 	plans, watch := e.actLocked(now, deferred)
-	s.mu.Unlock()
+	e.mu.Unlock()
 	for _, pl := range plans {
 		e.execute(pl)
 	}

@@ -102,7 +102,7 @@ func subtreeFaults(st *cstate) (faults, maj uint64) {
 	return faults, maj
 }
 
-// formatStat is memory.stat of st. Call with Subsys.mu held.
+// formatStat is memory.stat of st. Call with the engine's mu held.
 func (e *engine) formatStat(st *cstate) string {
 	var local, total statValues
 	if st.root {

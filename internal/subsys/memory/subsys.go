@@ -4,9 +4,6 @@ package memory
 // its per-container state (Create, Destroy).
 
 import (
-	"fmt"
-	"log"
-	"sync"
 	"time"
 
 	"github.com/containerfs/containerfs/internal/core"
@@ -37,7 +34,7 @@ type Subsys struct {
 	Pauser Pauser
 	// Logf reports OOM kills, pauses, and what could not be done; nil is
 	// log.Printf.
-	Logf func(format string, a ...any)
+	Logf core.Logf
 
 	// procRoot is where procfs is mounted; "" is /proc. Tests change it.
 	procRoot string
@@ -45,15 +42,10 @@ type Subsys struct {
 	manual bool
 	// sendKill kills process tgid, which started at start; nil is the real
 	// one (a pidfd after a start-time check). Tests replace it. It runs
-	// with mu held and must not block.
+	// with the engine's mu held and must not block.
 	sendKill func(tgid int, start uint64) error
 	// clock is the time; nil is time.Now. Tests replace it.
 	clock func() time.Time
-
-	mu sync.Mutex
-	// e is the state of the hierarchy the subsystem is bound to; nil when
-	// it is not bound. Guarded by mu.
-	e *engine
 }
 
 var (
@@ -66,14 +58,6 @@ var (
 
 // Name implements core.Subsys.
 func (*Subsys) Name() string { return "memory" }
-
-func (s *Subsys) logf(format string, a ...any) {
-	if s.Logf != nil {
-		s.Logf(format, a...)
-		return
-	}
-	log.Printf(format, a...)
-}
 
 func (s *Subsys) proc() string {
 	if s.procRoot == "" {
@@ -99,14 +83,15 @@ func (s *Subsys) Create(c *core.Container) (any, error) {
 		limit:    unlimited, soft: unlimited,
 	}
 	if p := c.Parent(); p != nil {
-		ps := stateOf(s, p)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		st.parent = ps
+		ps := s.state(p)
+		e := ps.e
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		st.e, st.parent = e, ps
 		ps.children[st] = struct{}{}
 		st.swappiness = ps.swappiness
-		if ps.root && s.e != nil {
-			st.swappiness = s.e.sys.swappiness
+		if ps.root {
+			st.swappiness = e.sys.swappiness
 		}
 		st.oomKillDisable = ps.oomKillDisable
 		return st, nil
@@ -115,11 +100,9 @@ func (s *Subsys) Create(c *core.Container) (any, error) {
 	if pauser == nil {
 		pauser = stopper.Default()
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.e = newEngine(s, st, pauser)
+	st.e = newEngine(s, st, pauser)
 	if !s.manual {
-		go s.e.run()
+		st.e.w.Start(st.e.run)
 	}
 	return st, nil
 }
@@ -128,9 +111,10 @@ func (s *Subsys) Create(c *core.Container) (any, error) {
 // its parent's total_ lines. The root's Destroy stops the sampler (without
 // waiting for it) and lets every task it paused run.
 func (s *Subsys) Destroy(c *core.Container) {
-	st := stateOf(s, c)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	st := s.state(c)
+	e := st.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	st.removed = true
 	dropEventsLocked(st)
 	if !st.root {
@@ -140,16 +124,8 @@ func (s *Subsys) Destroy(c *core.Container) {
 		p.deadMajFaults += st.majFaults + st.deadMajFaults
 		return
 	}
-	if s.e != nil {
-		s.e.shutdownLocked()
-		s.e = nil
-	}
+	e.shutdownLocked()
 }
 
-func stateOf(s *Subsys, c *core.Container) *cstate {
-	st, _ := c.State(s).(*cstate)
-	if st == nil {
-		panic(fmt.Sprintf("memory: container %s has no memory state", c.PathLocked()))
-	}
-	return st
-}
+// state is c's memory state.
+func (s *Subsys) state(c *core.Container) *cstate { return core.StateOf[*cstate](c, s) }
