@@ -6,10 +6,10 @@ package memory
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"syscall"
 
 	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // Fork implements core.Forker: task t was born in c (never a root). A task
@@ -62,7 +62,7 @@ func (s *Subsys) CanAttach(ts *core.TaskSet) error {
 		if t.TID != t.TGID {
 			continue
 		}
-		b, err := os.ReadFile(s.proc() + "/" + strconv.Itoa(t.TGID) + "/statm")
+		b, err := os.ReadFile(proc.Path(s.proc(), t.TGID, "statm"))
 		if err != nil {
 			continue // gone: the core finds out
 		}

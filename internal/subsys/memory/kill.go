@@ -59,7 +59,7 @@ func (e *engine) execute(pl killPlan) {
 			continue
 		}
 		points := (c.resident+c.swap)/pageSize + adj*limitPages/1000
-		comm, _ := os.ReadFile(s.proc() + "/" + strconv.Itoa(c.tgid) + "/comm")
+		comm, _ := os.ReadFile(proc.Path(s.proc(), c.tgid, "comm"))
 		cands = append(cands, scored{candidate: c, points: points, comm: strings.TrimSpace(string(comm))})
 	}
 	slices.SortFunc(cands, func(a, b scored) int {
@@ -116,7 +116,7 @@ func (e *engine) execute(pl killPlan) {
 // (it stayed in the root when the leader alone was moved), forbids it.
 func (e *engine) killable(p *process, tgid int) (bool, string) {
 	s := e.s
-	ents, err := os.ReadDir(s.proc() + "/" + strconv.Itoa(tgid) + "/task")
+	ents, err := os.ReadDir(proc.Path(s.proc(), tgid, "task"))
 	if err != nil {
 		return false, "gone"
 	}
@@ -203,8 +203,8 @@ func pidfdKill(root string, tgid int, start uint64) error {
 		return fmt.Errorf("process %d: %w", tgid, err)
 	}
 	defer unix.Close(fd)
-	got, err := readStart(root, tgid)
-	if err != nil || !proc.SameStart(start, got) {
+	got, err := proc.ReadStat(root, tgid)
+	if err != nil || !(proc.ID{TID: tgid, Start: start}).Holds(got.ID()) {
 		return fmt.Errorf("process %d is gone: %w", tgid, syscall.ESRCH)
 	}
 	return unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)

@@ -114,14 +114,6 @@ Locked:               12 kB
 	}
 }
 
-func TestStatFields(t *testing.T) {
-	in := []byte("123 (a) b) c) S 1 1 1 0 -1 4194304 77 5 3 0 0 0 0 0 20 0 1 0 4242 1000 10\n")
-	minflt, majflt, start, err := statFields(in)
-	if err != nil || minflt != 77 || majflt != 3 || start != 4242 {
-		t.Fatalf("statFields: got %d %d %d %v, want 77 3 4242", minflt, majflt, start, err)
-	}
-}
-
 func TestParseEventControl(t *testing.T) {
 	tests := []struct {
 		in       string

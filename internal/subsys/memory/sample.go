@@ -6,10 +6,10 @@ package memory
 import (
 	"os"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/containerfs/containerfs/internal/prio"
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // Sampling periods and budgets. FIELD-NOTES and our own measurements here:
@@ -209,8 +209,8 @@ func (e *engine) read(j job, slow bool) reading {
 	}
 	r.sm = sm
 	if slow {
-		if minflt, majflt, _, err := pf.readStat(); err == nil {
-			r.faults, r.minflt, r.majflt = true, minflt, majflt
+		if st, err := pf.readStat(); err == nil {
+			r.faults, r.minflt, r.majflt = true, st.MinFlt, st.MajFlt
 		}
 	}
 	return r
@@ -225,14 +225,14 @@ func (e *engine) roll(p *process, tgid int, r *reading) {
 	}
 	ro, sm, cost, err := pf.readRollup()
 	if err != nil {
-		f, oerr := os.Open(e.s.proc() + "/" + strconv.Itoa(tgid) + "/smaps_rollup")
+		f, oerr := os.Open(proc.Path(e.s.proc(), tgid, "smaps_rollup"))
 		if oerr != nil {
 			return
 		}
 		// Opened first, checked second: if the process our stat file
 		// names is still alive, its PID was not reused, and the new file
 		// is its.
-		if _, _, _, serr := pf.readStat(); serr != nil {
+		if _, serr := pf.readStat(); serr != nil {
 			f.Close()
 			return
 		}
