@@ -62,7 +62,7 @@ func TestBenchOOM(t *testing.T) {
 		var ttk []time.Duration
 		for i := 0; i < runs; i++ {
 			dir := container(t, mnt, fmt.Sprintf("bench-%d-%d", rate, i))
-			writeFile(t, filepath.Join(dir, "memory.limit_in_bytes"), strconv.Itoa(limit))
+			testutil.MustWrite(t, filepath.Join(dir, "memory.limit_in_bytes"), strconv.Itoa(limit))
 			r := runToOOM(t, dir, limit, rate, 1000)
 			rates = append(rates, r.rate/1e6)
 			over = append(over, r.overshoot)

@@ -15,7 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// cgroup.event_control (SPEC section 3, v1's memcg_write_event_control):
+// cgroup.event_control (mm/memcontrol-v1.c, memcg_write_event_control;
+// Documentation/admin-guide/cgroup-v1/memory.rst, "Memory thresholds" and
+// "OOM Control"):
 // writing "<event_fd> <control_fd> [args]" registers an eventfd of the
 // writer's to be signalled on an event of the control file, which must be
 // one of this container's:
