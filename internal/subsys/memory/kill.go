@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -128,8 +127,8 @@ func (e *engine) killable(p *process, tgid int) (bool, string) {
 	}
 	join := p.joinTicks
 	for _, ent := range ents {
-		tid, err := strconv.Atoi(ent.Name())
-		if err != nil {
+		tid, ok := proc.Atoi(ent.Name())
+		if !ok {
 			continue
 		}
 		if _, ok := e.inRoot[tid]; ok {
