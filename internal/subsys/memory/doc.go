@@ -1,5 +1,6 @@
-// Package memory is the memory subsystem (SPEC section 8, cgroup v1's
-// memcg): it reports the memory of each container's processes and enforces
+// Package memory is the memory subsystem (cgroup v1's memcg:
+// Documentation/admin-guide/cgroup-v1/memory.rst, mm/memcontrol-v1.c): it
+// reports the memory of each container's processes and enforces
 // memory.limit_in_bytes, hierarchically, with v1's OOM killer or, when
 // memory.oom_control has oom_kill_disable set, by pausing the container.
 //
@@ -63,10 +64,14 @@
 //
 // # Locking
 //
-// Settings, per-container figures and the process index are guarded by
-// Subsys.mu, taken after the registry lock by hooks and file handlers,
-// and by the sampler without the registry lock, which it never takes. The
-// sampler reads /proc with Subsys.mu released, and signals (a pidfd kill,
+// The hierarchy's state (the engine: the process index and the sampler) is
+// owned by the root container's state, and every container's state points
+// to it. Settings, per-container figures and the process index are guarded
+// by the engine's mu, taken after the registry lock by hooks and file
+// handlers (cgroup.event_control, an unlocked write, takes the registry
+// lock first with Container.WithLock), and by the sampler without the
+// registry lock, which it never takes. The sampler (a worker.Worker) reads
+// /proc with mu released, and signals (a pidfd kill,
 // or asking the Stopper, which only records the wish) with it held, so
 // that a process cannot be moved into the root container between the
 // check and the kill.

@@ -186,7 +186,7 @@ func monoNow() int64 {
 // container makes a memory container under a fresh daemon's mount, and
 // removes it when the test ends (after the test's processes are gone:
 // cleanups run last-registered first).
-func container(t *testing.T, mnt, name string) string {
+func container(t testing.TB, mnt, name string) string {
 	t.Helper()
 	dir := filepath.Join(mnt, name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -200,25 +200,9 @@ func container(t *testing.T, mnt, name string) string {
 	return dir
 }
 
-func writeFile(t testing.TB, path, data string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(data), 0); err != nil {
-		t.Fatalf("write %q to %s: %v", data, path, err)
-	}
-}
-
-func readFile(t testing.TB, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	return string(b)
-}
-
 func readNum(t testing.TB, path string) int64 {
 	t.Helper()
-	v, err := strconv.ParseInt(strings.TrimSpace(readFile(t, path)), 10, 64)
+	v, err := strconv.ParseInt(strings.TrimSpace(testutil.ReadFile(t, path)), 10, 64)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
@@ -228,7 +212,7 @@ func readNum(t testing.TB, path string) int64 {
 // oomControl reads one line of memory.oom_control.
 func oomControl(t testing.TB, dir, key string) int64 {
 	t.Helper()
-	for _, line := range strings.Split(readFile(t, filepath.Join(dir, "memory.oom_control")), "\n") {
+	for _, line := range strings.Split(testutil.ReadFile(t, filepath.Join(dir, "memory.oom_control")), "\n") {
 		if k, v, ok := strings.Cut(line, " "); ok && k == key {
 			n, _ := strconv.ParseInt(v, 10, 64)
 			return n
@@ -242,7 +226,7 @@ func oomControl(t testing.TB, dir, key string) int64 {
 func statOf(t testing.TB, dir string) map[string]int64 {
 	t.Helper()
 	m := map[string]int64{}
-	for _, line := range strings.Split(readFile(t, filepath.Join(dir, "memory.stat")), "\n") {
+	for _, line := range strings.Split(testutil.ReadFile(t, filepath.Join(dir, "memory.stat")), "\n") {
 		if k, v, ok := strings.Cut(line, " "); ok {
 			n, _ := strconv.ParseInt(v, 10, 64)
 			m[k] = n
@@ -274,10 +258,10 @@ type oomRun struct {
 
 // runToOOM starts an allocator at rateMB into dir (whose limit is limit),
 // and waits for the OOM kill.
-func runToOOM(t *testing.T, dir string, limit int64, rateMB, totalMB int) oomRun {
+func runToOOM(t testing.TB, dir string, limit int64, rateMB, totalMB int) oomRun {
 	t.Helper()
 	a := startAlloc(t, rateMB, totalMB)
-	writeFile(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(a.pid()))
+	testutil.MustWrite(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(a.pid()))
 	a.run(t)
 	select {
 	case <-a.eof:
@@ -301,11 +285,12 @@ func runToOOM(t *testing.T, dir string, limit int64, rateMB, totalMB int) oomRun
 }
 
 func TestE2EOOMKill(t *testing.T) {
+	testutil.Short(t)
 	d := testutil.StartDaemon(t)
 	mnt := d.Mount("memory")
 	dir := container(t, mnt, "oom")
 	const limit = 100 << 20
-	writeFile(t, filepath.Join(dir, "memory.limit_in_bytes"), "100M")
+	testutil.MustWrite(t, filepath.Join(dir, "memory.limit_in_bytes"), "100M")
 	if got := readNum(t, filepath.Join(dir, "memory.limit_in_bytes")); got != limit {
 		t.Fatalf("limit_in_bytes: got %d, want %d", got, limit)
 	}
@@ -331,24 +316,25 @@ func TestE2EOOMKill(t *testing.T) {
 	if !waitFor(5*time.Second, func() bool { return readNum(t, filepath.Join(dir, "memory.usage_in_bytes")) == 0 }) {
 		t.Fatalf("usage_in_bytes after the kill: got %d, want 0", readNum(t, filepath.Join(dir, "memory.usage_in_bytes")))
 	}
-	writeFile(t, filepath.Join(dir, "memory.max_usage_in_bytes"), "0")
+	testutil.MustWrite(t, filepath.Join(dir, "memory.max_usage_in_bytes"), "0")
 	if got := readNum(t, filepath.Join(dir, "memory.max_usage_in_bytes")); got != 0 {
 		t.Errorf("max_usage_in_bytes after reset: got %d, want 0", got)
 	}
-	writeFile(t, filepath.Join(dir, "memory.failcnt"), "0")
+	testutil.MustWrite(t, filepath.Join(dir, "memory.failcnt"), "0")
 	if got := readNum(t, filepath.Join(dir, "memory.failcnt")); got != 0 {
 		t.Errorf("failcnt after reset: got %d, want 0", got)
 	}
 }
 
 func TestE2EPauseWhenOOMKillDisabled(t *testing.T) {
+	testutil.Short(t)
 	d := testutil.StartDaemon(t)
 	mnt := d.Mount("memory")
 	dir := container(t, mnt, "paused")
-	writeFile(t, filepath.Join(dir, "memory.limit_in_bytes"), "50M")
-	writeFile(t, filepath.Join(dir, "memory.oom_control"), "1")
+	testutil.MustWrite(t, filepath.Join(dir, "memory.limit_in_bytes"), "50M")
+	testutil.MustWrite(t, filepath.Join(dir, "memory.oom_control"), "1")
 	a := startAlloc(t, 200, 120)
-	writeFile(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(a.pid()))
+	testutil.MustWrite(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(a.pid()))
 	a.run(t)
 	if !waitFor(30*time.Second, func() bool { return oomControl(t, dir, "under_oom") == 1 }) {
 		t.Fatalf("under_oom never 1 (touched %d MiB)", a.touched()>>20)
@@ -373,11 +359,11 @@ func TestE2EPauseWhenOOMKillDisabled(t *testing.T) {
 		t.Errorf("failcnt: got %d, want at least 1", got)
 	}
 	// A limit below the usage is refused; raising it resumes the task.
-	err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte("10M"), 0)
+	err := testutil.WriteFile(t, filepath.Join(dir, "memory.limit_in_bytes"), "10M")
 	if !errors.Is(err, syscall.EBUSY) {
 		t.Errorf("limit below the usage: got %v, want EBUSY", err)
 	}
-	writeFile(t, filepath.Join(dir, "memory.limit_in_bytes"), "400M")
+	testutil.MustWrite(t, filepath.Join(dir, "memory.limit_in_bytes"), "400M")
 	if !waitFor(5*time.Second, func() bool { return oomControl(t, dir, "under_oom") == 0 }) {
 		t.Fatalf("under_oom still 1 after the limit was raised")
 	}
@@ -390,6 +376,7 @@ func TestE2EPauseWhenOOMKillDisabled(t *testing.T) {
 }
 
 func TestE2EStatTotals(t *testing.T) {
+	testutil.Short(t)
 	d := testutil.StartDaemon(t)
 	mnt := d.Mount("memory")
 	p := container(t, mnt, "p")
@@ -400,7 +387,7 @@ func TestE2EStatTotals(t *testing.T) {
 		mb  int
 	}{{a, 20}, {b, 30}} {
 		al := startAlloc(t, 1000, x.mb)
-		writeFile(t, filepath.Join(x.dir, "cgroup.procs"), strconv.Itoa(al.pid()))
+		testutil.MustWrite(t, filepath.Join(x.dir, "cgroup.procs"), strconv.Itoa(al.pid()))
 		al.run(t)
 		if !waitFor(30*time.Second, al.isFinished) {
 			t.Fatalf("allocator of %d MiB did not finish", x.mb)
@@ -427,6 +414,7 @@ func TestE2EStatTotals(t *testing.T) {
 }
 
 func TestE2ELimitParsing(t *testing.T) {
+	testutil.Short(t)
 	d := testutil.StartDaemon(t)
 	mnt := d.Mount("memory")
 	dir := container(t, mnt, "limits")
@@ -453,7 +441,7 @@ func TestE2ELimitParsing(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(tc.dir, "memory.limit_in_bytes")
-			err := os.WriteFile(path, []byte(tc.data), 0)
+			err := testutil.WriteFile(t, path, tc.data)
 			if !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {
 				t.Fatalf("write %q: got %v, want %v", tc.data, err, tc.err)
 			}
@@ -471,7 +459,7 @@ func TestE2ELimitParsing(t *testing.T) {
 		{"memory.use_hierarchy", "0", syscall.EINVAL},
 		{"memory.swappiness", "300", syscall.EINVAL},
 	} {
-		if err := os.WriteFile(filepath.Join(mnt, tc.file), []byte(tc.data), 0); !errors.Is(err, tc.err) {
+		if err := testutil.WriteFile(t, filepath.Join(mnt, tc.file), tc.data); !errors.Is(err, tc.err) {
 			t.Errorf("root %s = %q: got %v, want %v", tc.file, tc.data, err, tc.err)
 		}
 	}

@@ -246,7 +246,7 @@ func TestNoKillWithThreadInRoot(t *testing.T) {
 	f.attach(c, 100, true)
 	f.mustWrite(c, "memory.limit_in_bytes", "160M")
 	f.writeProc("100/task/105/stat", "105 (proc100) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 "+
-		strconv.FormatUint(f.s.e.nowTicks()+5, 10)+" 0 0\n")
+		strconv.FormatUint(f.e.nowTicks()+5, 10)+" 0 0\n")
 	f.setMem(100, mem{rss: 170, pss: 170, anon: 170})
 	f.tick(false)
 	if !slices.Equal(f.killed, []int{100}) {
@@ -320,11 +320,11 @@ func TestLeaveAndUnmount(t *testing.T) {
 		t.Fatalf("got held %v, want none", f.pauser.held)
 	}
 	f.r.Unmount(f.h)
-	f.s.mu.Lock()
-	e := f.s.e
-	f.s.mu.Unlock()
-	if e != nil {
-		t.Fatalf("unmounted: the engine lives on")
+	f.e.mu.Lock()
+	shut := f.e.shut
+	f.e.mu.Unlock()
+	if !shut {
+		t.Fatalf("unmounted: the engine is not shut")
 	}
 }
 

@@ -1,20 +1,34 @@
 package memory
 
+// The engine: the hierarchy-wide state of the bound hierarchy (which
+// processes are in which container, their readings, the tasks paused),
+// and the arithmetic from processes' readings to containers' usage.
+
 import (
 	"os"
+	"sync"
 	"time"
 
 	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/worker"
 )
 
-// engine is the memory subsystem's state for the hierarchy it is bound to:
-// which processes are in which container, what the sampler last read of
-// them, and the sampler goroutine's controls. Fields are guarded by
-// Subsys.mu unless they say otherwise.
+// engine is the memory subsystem's state for the hierarchy it is bound to,
+// owned by the root container's state (every cstate points to it): which
+// processes are in which container, what the sampler last read of them,
+// and the sampler. Fields are guarded by mu unless they say otherwise.
 type engine struct {
-	s      *Subsys
-	root   *cstate
-	pauser Pauser // immutable
+	s      *Subsys        // immutable
+	root   *cstate        // immutable
+	pauser Pauser         // immutable
+	w      *worker.Worker // the sampler; immutable
+
+	// mu guards the engine and every container's state of the hierarchy.
+	// Hooks and file handlers take it after the registry lock; the
+	// sampler takes it alone, never the registry lock.
+	mu sync.Mutex
+	// shut: the root's Destroy ran; the sampler is stopped.
+	shut bool
 
 	threads map[*core.Task]*thread // every task in a non-root container
 	procs   map[int]*process       // by TGID: processes with such a task
@@ -24,10 +38,6 @@ type engine struct {
 	sys     sysStats // the machine's figures, for the root container
 	thp     bool     // the kernel has transparent hugepages (rss_huge)
 	swapCfg bool     // the kernel has swap (swap, swapcached)
-
-	wake chan struct{} // capacity 1: look again now
-	stop chan struct{} // closed by the root's Destroy
-	done chan struct{} // closed when the sampler has stopped
 
 	// files are the open /proc files of each sampled process. Owned by
 	// the sampler goroutine (in manual mode, by whoever calls tick): no
@@ -88,9 +98,7 @@ func newEngine(s *Subsys, root *cstate, pauser Pauser) *engine {
 		procs:   map[int]*process{},
 		inRoot:  map[int]struct{}{},
 		held:    map[int]uint64{},
-		wake:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		w:       worker.New(),
 		files:   map[*process]*procFiles{},
 	}
 	// Two stats and a small sysctl read: none of them blocks.
@@ -104,20 +112,17 @@ func newEngine(s *Subsys, root *cstate, pauser Pauser) *engine {
 }
 
 // wakeLocked makes the sampler look again now. It never blocks.
-func (e *engine) wakeLocked() {
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
-}
+func (e *engine) wakeLocked() { e.w.Wake() }
 
-// shutdownLocked stops the sampler and lets every paused task run.
+// shutdownLocked stops the sampler (without waiting: it takes mu) and lets
+// every paused task run.
 func (e *engine) shutdownLocked() {
+	e.shut = true
 	for tid := range e.held {
 		e.pauser.Forget(tid, holdReason)
 	}
 	clear(e.held)
-	close(e.stop)
+	e.w.Stop()
 	if e.s.manual {
 		e.closeFiles(nil)
 	}

@@ -1,11 +1,13 @@
 package memory
 
+// cgroup.event_control: eventfd registrations for usage thresholds and
+// OOM, and their signalling.
+
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -13,7 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// cgroup.event_control (SPEC section 3, v1's memcg_write_event_control):
+// cgroup.event_control (mm/memcontrol-v1.c, memcg_write_event_control;
+// Documentation/admin-guide/cgroup-v1/memory.rst, "Memory thresholds" and
+// "OOM Control"):
 // writing "<event_fd> <control_fd> [args]" registers an eventfd of the
 // writer's to be signalled on an event of the control file, which must be
 // one of this container's:
@@ -42,7 +46,7 @@ const (
 	thresholdEvent
 )
 
-// event is one registration. Guarded by Subsys.mu.
+// event is one registration. Guarded by the engine's mu.
 type event struct {
 	kind      eventKind
 	efd       *os.File // our duplicate of the writer's eventfd
@@ -72,8 +76,9 @@ func (s *Subsys) eventControlFile() core.File {
 // EINVAL for bad syntax, a file that is not a control file of this
 // container supporting events, or bad args; EBADF for a descriptor the
 // writer does not have; EACCES if the writer may not read the control
-// file. It runs without the registry lock: it reaches into the writer's
-// descriptor table first.
+// file. It is an UnlockedWrite: it reaches into the writer's descriptor
+// table (pidfd_getfd, fstat) without the registry lock, which it takes
+// (c.WithLock) only to register.
 func (s *Subsys) writeEventControl(c *core.Container, who core.Caller, data string) error {
 	efd, cfd, args, err := parseEventControl(data)
 	if err != nil {
@@ -118,7 +123,9 @@ func (s *Subsys) writeEventControl(c *core.Container, who core.Caller, data stri
 	switch bf.Name {
 	case "memory.usage_in_bytes":
 		ev.kind = thresholdEvent
-		if ev.threshold, err = ParseLimit(args); err != nil {
+		// __mem_cgroup_usage_register_event: page_counter_memparse of
+		// the args as they are (the buffer was stripped, not they).
+		if ev.threshold, err = pageCounterMemparse(args); err != nil {
 			return fmt.Errorf("cgroup.event_control: threshold: %w", err)
 		}
 	case "memory.oom_control":
@@ -127,59 +134,79 @@ func (s *Subsys) writeEventControl(c *core.Container, who core.Caller, data stri
 		return fmt.Errorf("cgroup.event_control: %s has no events: %w", bf.Name, syscall.EINVAL)
 	}
 
-	cs := stateOf(s, c)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.e == nil || cs.removed {
-		return syscall.ENODEV
-	}
-	if len(cs.events) >= maxEvents {
-		return fmt.Errorf("cgroup.event_control: %s has %d registrations already: %w", c.Path(), maxEvents, syscall.ENOMEM)
-	}
-	switch ev.kind {
-	case thresholdEvent:
-		ev.above = ev.threshold <= s.e.usageOf(cs)
-	case oomEvent:
-		if cs.underOOM() {
-			ev.signal()
+	// The container's state is the registry's to guard (Container.State
+	// wants its lock), and the engine's mu is taken after it: the rest
+	// runs under c.WithLock.
+	return c.WithLock(func() error {
+		cs := s.state(c)
+		e := cs.e
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.shut || cs.removed {
+			return syscall.ENODEV
 		}
-	}
-	cs.events = append(cs.events, ev)
-	keep = true
-	s.e.wakeLocked() // a threshold may need closer sampling
-	return nil
+		if len(cs.events) >= maxEvents {
+			return fmt.Errorf("cgroup.event_control: %s has %d registrations already: %w", c.PathLocked(), maxEvents, syscall.ENOMEM)
+		}
+		switch ev.kind {
+		case thresholdEvent:
+			ev.above = ev.threshold <= e.usageOf(cs)
+		case oomEvent:
+			if cs.underOOM() {
+				ev.signal()
+			}
+		}
+		cs.events = append(cs.events, ev)
+		keep = true
+		e.wakeLocked() // a threshold may need closer sampling
+		return nil
+	})
 }
 
-// parseEventControl splits "<event_fd> <control_fd> [args]" as v1 does
-// (simple_strtoul on the stripped buffer: digits only, one space after
-// each number).
+// parseEventControl splits "<event_fd> <control_fd> [args]" as
+// memcg_write_event_control does (mm/memcontrol-v1.c): strstrip, then
+// simple_strtoul(buf, &endp, 10) twice, which reads the decimal digits
+// there are (none is 0) and stops; the first number must be followed by a
+// space, the second by a space or the end. Each descriptor is an unsigned
+// int, as the kernel's efd and cfd: a larger number is truncated to 32
+// bits. One of more than 20 digits, which the kernel wraps modulo 2^64
+// first, names no descriptor here (-1: EBADF, as the wrapped one would
+// almost surely be).
 func parseEventControl(data string) (efd, cfd int, args string, err error) {
 	bad := fmt.Errorf("cgroup.event_control: %q is not \"<event_fd> <control_fd> [args]\": %w", data, syscall.EINVAL)
-	s := strings.TrimSpace(data)
-	num := func() (int, bool) {
-		i := 0
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		v, err := strconv.ParseUint(s[:i], 10, 31)
-		if i == 0 || err != nil {
-			return 0, false
-		}
-		s = s[i:]
-		return int(v), true
-	}
-	var ok bool
-	if efd, ok = num(); !ok || !strings.HasPrefix(s, " ") {
+	s := core.Strstrip(data)
+	efd, s = simpleStrtoul10(s)
+	if !strings.HasPrefix(s, " ") {
 		return 0, 0, "", bad
 	}
-	s = s[1:]
-	if cfd, ok = num(); !ok || (s != "" && s[0] != ' ') {
-		return 0, 0, "", bad
-	}
-	if s != "" {
+	cfd, s = simpleStrtoul10(s[1:])
+	switch {
+	case s == "":
+	case s[0] == ' ':
 		s = s[1:]
+	default:
+		return 0, 0, "", bad
 	}
 	return efd, cfd, s, nil
+}
+
+// simpleStrtoul10 is simple_strtoul(s, &end, 10) stored in an unsigned
+// int: the value of the leading decimal digits (0 if there are none) and
+// what follows them.
+func simpleStrtoul10(s string) (int, string) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	digits := strings.TrimLeft(s[:i], "0") // decimal, not kstrtoull's octal
+	if digits == "" {
+		return 0, s[i:]
+	}
+	v, err := core.Kstrtoull(digits)
+	if err != nil {
+		return -1, s[i:]
+	}
+	return int(uint32(v)), s[i:]
 }
 
 // fdErr maps what reaching into the writer's descriptors failed with to
@@ -204,7 +231,7 @@ func readable(st syscall.Stat_t, who core.Caller) bool {
 	}
 }
 
-// usageOf is what st's usage_in_bytes reads. Call with s.mu held.
+// usageOf is what st's usage_in_bytes reads. Call with e.mu held.
 func (e *engine) usageOf(st *cstate) int64 {
 	if st.root {
 		return e.sysUsage()
@@ -213,7 +240,7 @@ func (e *engine) usageOf(st *cstate) int64 {
 }
 
 // thresholdsLocked signals the thresholds that usage crossed since the
-// last look. Call with s.mu held, after computeLocked.
+// last look. Call with e.mu held, after computeLocked.
 func (e *engine) thresholdsLocked() {
 	var walk func(c *cstate)
 	walk = func(c *cstate) {
@@ -237,7 +264,7 @@ func (e *engine) thresholdsLocked() {
 }
 
 // oomNotifyLocked signals the OOM registrations of c and every descendant
-// (v1's mem_cgroup_oom_notify). Call with s.mu held.
+// (v1's mem_cgroup_oom_notify). Call with e.mu held.
 func oomNotifyLocked(c *cstate) {
 	for _, ev := range c.events {
 		if ev.kind == oomEvent {
@@ -250,7 +277,7 @@ func oomNotifyLocked(c *cstate) {
 }
 
 // dropEventsLocked signals every registration of c once and closes it:
-// the container is being removed. Call with s.mu held.
+// the container is being removed. Call with e.mu held.
 func dropEventsLocked(c *cstate) {
 	for _, ev := range c.events {
 		ev.signal()

@@ -43,7 +43,7 @@ func register(t *testing.T, dir, file string, efd int, args string) error {
 	if args != "" {
 		data += " " + args
 	}
-	return os.WriteFile(filepath.Join(dir, "cgroup.event_control"), []byte(data), 0)
+	return testutil.WriteFile(t, filepath.Join(dir, "cgroup.event_control"), data)
 }
 
 // signalled waits up to d for efd's counter to be non-zero, and returns
@@ -70,6 +70,7 @@ func signalled(t *testing.T, efd int, d time.Duration) uint64 {
 // TestE2EEventControlErrors: the file's mode, and v1's errnos for every
 // kind of bad registration.
 func TestE2EEventControlErrors(t *testing.T) {
+	testutil.Short(t)
 	d := testutil.StartDaemon(t)
 	mnt := d.Mount("memory")
 	a := container(t, mnt, "a")
@@ -90,7 +91,7 @@ func TestE2EEventControlErrors(t *testing.T) {
 	}
 	defer devNull.Close()
 	ctl := filepath.Join(a, "cgroup.event_control")
-	raw := func(data string) error { return os.WriteFile(ctl, []byte(data), 0) }
+	raw := func(data string) error { return testutil.WriteFile(t, ctl, data) }
 	tests := []struct {
 		what string
 		err  error
@@ -130,6 +131,7 @@ func TestE2EEventControlErrors(t *testing.T) {
 // usage crosses it upwards and downwards, and every registration once more
 // when the container is removed.
 func TestE2EThresholdEvents(t *testing.T) {
+	testutil.Short(t)
 	d := testutil.StartDaemon(t)
 	mnt := d.Mount("memory")
 	dir := filepath.Join(mnt, "thr")
@@ -142,7 +144,7 @@ func TestE2EThresholdEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := startAlloc(t, 400, 80)
-	writeFile(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(a.pid()))
+	testutil.MustWrite(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(a.pid()))
 	a.run(t)
 	if got := signalled(t, efd, 10*time.Second); got != 1 {
 		t.Fatalf("crossing 40M upwards: eventfd count %d, want 1 (usage %d)", got, readNum(t, filepath.Join(dir, "memory.usage_in_bytes")))
@@ -170,11 +172,12 @@ func TestE2EThresholdEvents(t *testing.T) {
 // TestE2EOOMEvent: a registration on memory.oom_control is signalled when
 // the container goes over its limit (here the allocator is killed).
 func TestE2EOOMEvent(t *testing.T) {
+	testutil.Short(t)
 	d := testutil.StartDaemon(t)
 	mnt := d.Mount("memory")
 	dir := container(t, mnt, "oom")
 	const limit = 64 << 20
-	writeFile(t, filepath.Join(dir, "memory.limit_in_bytes"), "64M")
+	testutil.MustWrite(t, filepath.Join(dir, "memory.limit_in_bytes"), "64M")
 	efd := newEventfd(t)
 	if err := register(t, dir, "memory.oom_control", efd, ""); err != nil {
 		t.Fatal(err)

@@ -38,6 +38,7 @@ type fixture struct {
 	s      *Subsys
 	r      *core.Registry
 	h      *core.Hierarchy
+	e      *engine // the hierarchy's, from the root's state
 	procs  fakeProcs
 	proc   string // the fake procfs
 	pauser *fakePauser
@@ -64,6 +65,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.h = h
+	f.e = f.s.state(h.Root()).e
 	t.Cleanup(func() { f.r.Unmount(h) })
 	return f
 }
@@ -212,10 +214,7 @@ func (f *fixture) stat(c *core.Container, key string) int64 {
 // tick runs one sampling round after advancing the clock by 10 ms.
 func (f *fixture) tick(slow bool) {
 	f.now = f.now.Add(10 * time.Millisecond)
-	f.s.mu.Lock()
-	e := f.s.e
-	f.s.mu.Unlock()
-	e.tick(slow)
+	f.e.tick(slow)
 }
 
 const mib = 1 << 20

@@ -88,6 +88,7 @@ func TestFilesChild(t *testing.T) {
 		{file: "memory.limit_in_bytes", data: "100M", read: "104857600\n"},
 		{file: "memory.limit_in_bytes", data: "4097", read: "4096\n"},
 		{file: "memory.limit_in_bytes", data: "1g\n", read: "1073741824\n"},
+		{file: "memory.limit_in_bytes", data: " \t2g \n", read: "2147483648\n"}, // a string handler: strstrip
 		{file: "memory.limit_in_bytes", data: "-1", read: "9223372036854771712\n"},
 		{file: "memory.limit_in_bytes", data: "100MB", err: syscall.EINVAL, read: "9223372036854771712\n"},
 		{file: "memory.limit_in_bytes", data: "-5", err: syscall.EINVAL},
@@ -100,10 +101,17 @@ func TestFilesChild(t *testing.T) {
 		{file: "memory.swappiness", data: "-1", err: syscall.EINVAL},
 		{file: "memory.swappiness", data: " 5", err: syscall.EINVAL}, // write_u64: no stripping
 		{file: "memory.swappiness", data: "0x10", read: "16\n"},
+		// write_u64 files are parsed by kstrtoull: ERANGE beyond 64 bits,
+		// and no whitespace but one trailing newline.
+		{file: "memory.swappiness", data: "18446744073709551616", err: syscall.ERANGE, read: "16\n"},
+		{file: "memory.move_charge_at_immigrate", data: "1\n\n", err: syscall.EINVAL},
+		{file: "memory.use_hierarchy", data: "1 ", err: syscall.EINVAL},
 		{file: "memory.oom_control", data: "1", read: "oom_kill_disable 1\nunder_oom 0\noom_kill 0\n"},
 		{file: "memory.oom_control", data: "0\n", read: "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"},
 		{file: "memory.oom_control", data: "2", err: syscall.EINVAL},
 		{file: "memory.oom_control", data: "yes", err: syscall.EINVAL},
+		{file: "memory.oom_control", data: " 1", err: syscall.EINVAL, read: "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"},
+		{file: "memory.oom_control", data: "99999999999999999999", err: syscall.ERANGE},
 		{file: "memory.move_charge_at_immigrate", data: "1", read: "1\n"},
 		{file: "memory.move_charge_at_immigrate", data: "4", err: syscall.EINVAL, read: "1\n"},
 		{file: "memory.move_charge_at_immigrate", data: "0", read: "0\n"},

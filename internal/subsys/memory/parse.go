@@ -1,9 +1,13 @@
 package memory
 
+// Sizes as the memory files take and print them: limit_in_bytes's
+// page_counter_memparse and memparse.
+
 import (
 	"fmt"
-	"strings"
 	"syscall"
+
+	"github.com/containerfs/containerfs/internal/core"
 )
 
 // pageSize is the kernel's PAGE_SIZE here. Limits are kept in bytes, always
@@ -15,14 +19,20 @@ const pageSize = 4096
 const unlimited int64 = (1<<63 - 1) / pageSize * pageSize
 
 // ParseLimit parses a write to limit_in_bytes or soft_limit_in_bytes as the
-// kernel's mem_cgroup_write does: the buffer is stripped; exactly "-1" is
+// kernel's mem_cgroup_write does (mm/memcontrol-v1.c, then
+// page_counter_memparse in mm/page_counter.c): the buffer is stripped
+// (strstrip, whose spaces are Latin-1's); exactly "-1" is
 // unlimited; otherwise memparse (simple_strtoull with base 0, then one
 // optional suffix k, m, g, t, p or e in either case, each a power of 1024)
 // must consume the whole buffer, else EINVAL. The byte count is rounded down
 // to a page and capped at the unlimited value. Like the kernel, an empty
 // buffer is 0, and values that overflow 64 bits wrap.
 func ParseLimit(data string) (int64, error) {
-	s := strings.TrimSpace(data)
+	return pageCounterMemparse(core.Strstrip(data))
+}
+
+// pageCounterMemparse is page_counter_memparse(s, "-1"), on s as it is.
+func pageCounterMemparse(s string) (int64, error) {
 	if s == "-1" {
 		return unlimited, nil
 	}
@@ -37,7 +47,9 @@ func ParseLimit(data string) (int64, error) {
 	return int64(pages) * pageSize, nil
 }
 
-// memparse is the kernel's memparse: the number and what follows it.
+// memparse is the kernel's memparse (lib/cmdline.c): the number and what
+// follows it. It is not a kstrto parser: simple_strtoull stops at the first
+// character that is not a digit, and the suffix is read from there.
 func memparse(s string) (uint64, string) {
 	v, rest := simpleStrtoull(s)
 	if rest == "" {

@@ -14,6 +14,9 @@ func TestParseLimit(t *testing.T) {
 	}{
 		{in: "-1", want: unlimited},
 		{in: " -1\n", want: unlimited},
+		{in: "\t1G \v\f\r", want: 1 << 30},    // strstrip's spaces
+		{in: "1G\xa0", want: 1 << 30},         // Latin-1's no-break space is one
+		{in: "1G\u00a0", err: syscall.EINVAL}, // UTF-8's is not: "1G\xc2" is left
 		{in: "100M", want: 100 << 20},
 		{in: "100m\n", want: 100 << 20},
 		{in: "1G", want: 1 << 30},
@@ -111,14 +114,6 @@ Locked:               12 kB
 	}
 }
 
-func TestStatFields(t *testing.T) {
-	in := []byte("123 (a) b) c) S 1 1 1 0 -1 4194304 77 5 3 0 0 0 0 0 20 0 1 0 4242 1000 10\n")
-	minflt, majflt, start, err := statFields(in)
-	if err != nil || minflt != 77 || majflt != 3 || start != 4242 {
-		t.Fatalf("statFields: got %d %d %d %v, want 77 3 4242", minflt, majflt, start, err)
-	}
-}
-
 func TestParseEventControl(t *testing.T) {
 	tests := []struct {
 		in       string
@@ -132,13 +127,15 @@ func TestParseEventControl(t *testing.T) {
 		{in: "3 4 a b", efd: 3, cfd: 4, args: "a b", ok: true},
 		{in: "3 4  x", efd: 3, cfd: 4, args: " x", ok: true},
 		{in: "3", ok: false},
-		{in: "3  4", ok: false},
+		{in: "3  4", efd: 3, cfd: 0, args: "4", ok: true},     // no digits: simple_strtoul's 0
+		{in: "007 08 x", efd: 7, cfd: 8, args: "x", ok: true}, // base 10: leading zeros are not octal
 		{in: "3\t4", ok: false},
 		{in: "-3 4", ok: false},
 		{in: "3 4x", ok: false},
 		{in: "x 4", ok: false},
 		{in: "", ok: false},
-		{in: "99999999999 4", ok: false},
+		{in: "99999999999 4", efd: 1215752191, cfd: 4, ok: true},   // an unsigned int, as the kernel's efd
+		{in: "999999999999999999999 4", efd: -1, cfd: 4, ok: true}, // beyond 2^64: no descriptor (EBADF)
 	}
 	for _, tc := range tests {
 		efd, cfd, args, err := parseEventControl(tc.in)
@@ -154,6 +151,19 @@ func TestParseEventControl(t *testing.T) {
 		}
 		if efd != tc.efd || cfd != tc.cfd || args != tc.args {
 			t.Errorf("parseEventControl(%q) = %d, %d, %q; want %d, %d, %q", tc.in, efd, cfd, args, tc.efd, tc.cfd, tc.args)
+		}
+	}
+}
+
+// A threshold of cgroup.event_control is page_counter_memparse of the args
+// as they are: only the whole buffer was stripped.
+func TestThresholdNotStripped(t *testing.T) {
+	if v, err := pageCounterMemparse("1M"); err != nil || v != 1<<20 {
+		t.Errorf(`pageCounterMemparse("1M") = %d, %v; want %d`, v, err, 1<<20)
+	}
+	for _, in := range []string{" 1M", "1M ", " -1"} {
+		if _, err := pageCounterMemparse(in); !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("pageCounterMemparse(%q): %v, want EINVAL", in, err)
 		}
 	}
 }

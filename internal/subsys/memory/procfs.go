@@ -1,5 +1,9 @@
 package memory
 
+// Reading /proc for the sampler: statm, smaps_rollup and stat of a
+// process through files kept open, and the machine's vmstat, meminfo and
+// vm.swappiness.
+
 import (
 	"bytes"
 	"errors"
@@ -98,28 +102,6 @@ func parseRollup(b []byte) (rollup, error) {
 	return r, nil
 }
 
-// statFields takes the fault counters (fields 10 and 12) and the start time
-// (field 22) from /proc/PID/stat. The comm field may hold spaces and
-// parentheses: fields are counted from the last ')'.
-func statFields(b []byte) (minflt, majflt, start uint64, err error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, 0, fmt.Errorf("malformed stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); field n is f[n-3].
-	if len(f) < 20 {
-		return 0, 0, 0, fmt.Errorf("short stat")
-	}
-	minflt, err1 := strconv.ParseUint(f[10-3], 10, 64)
-	majflt, err2 := strconv.ParseUint(f[12-3], 10, 64)
-	start, err3 := strconv.ParseUint(f[22-3], 10, 64)
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return 0, 0, 0, fmt.Errorf("malformed stat: %w", err)
-	}
-	return minflt, majflt, start, nil
-}
-
 // procFiles are the open /proc files of one process. Each read is a pread
 // at offset 0, which makes procfs generate the file afresh: about 5 µs
 // here against 20-40 µs for open+read+close. An open file keeps naming the
@@ -133,30 +115,30 @@ type procFiles struct {
 // openProc opens tgid's files and checks that they belong to the process
 // that started at start (clock ticks since boot; 0: whichever it is).
 func openProc(root string, tgid int, start uint64) (*procFiles, error) {
-	dir := root + "/" + strconv.Itoa(tgid)
 	pf := &procFiles{buf: make([]byte, 4096)}
 	var err error
-	if pf.stat, err = os.Open(dir + "/stat"); err != nil {
+	if pf.stat, err = os.Open(proc.Path(root, tgid, "stat")); err != nil {
 		return nil, err
 	}
-	if pf.statm, err = os.Open(dir + "/statm"); err != nil {
+	if pf.statm, err = os.Open(proc.Path(root, tgid, "statm")); err != nil {
 		pf.close()
 		return nil, err
 	}
-	if pf.rollup, err = os.Open(dir + "/smaps_rollup"); err != nil {
+	if pf.rollup, err = os.Open(proc.Path(root, tgid, "smaps_rollup")); err != nil {
 		pf.close()
 		return nil, err
 	}
 	// Opened first, checked second: if the start time matches now, the
-	// files name that process, whatever becomes of the PID later.
-	_, _, got, err := pf.readStat()
+	// files name that process, whatever becomes of the PID later. start
+	// is the model's (a fork event's, maybe): Holds.
+	got, err := pf.readStat()
 	if err != nil {
 		pf.close()
 		return nil, err
 	}
-	if start != 0 && !proc.SameStart(start, got) {
+	if start != 0 && !(proc.ID{TID: tgid, Start: start}).Holds(got.ID()) {
 		pf.close()
-		return nil, fmt.Errorf("process %d: started at %d, not %d: %w", tgid, got, start, syscall.ESRCH)
+		return nil, fmt.Errorf("process %d: started at %d, not %d: %w", tgid, got.Start, start, syscall.ESRCH)
 	}
 	return pf, nil
 }
@@ -191,12 +173,13 @@ func (pf *procFiles) readStatm() (statm, error) {
 	return parseStatm(b)
 }
 
-func (pf *procFiles) readStat() (minflt, majflt, start uint64, err error) {
+// readStat reads and parses the process's stat afresh.
+func (pf *procFiles) readStat() (proc.Stat, error) {
 	b, err := pf.read(pf.stat)
 	if err != nil {
-		return 0, 0, 0, err
+		return proc.Stat{}, err
 	}
-	return statFields(b)
+	return proc.ParseStat(b)
 }
 
 // readRollup reads smaps_rollup, and statm just after it so the two can be
@@ -221,29 +204,20 @@ func (pf *procFiles) readRollup() (rollup, statm, time.Duration, error) {
 	return r, sm, cost, err
 }
 
-// readStart reads a process's start time from /proc/PID/stat.
-func readStart(root string, pid int) (uint64, error) {
-	b, err := os.ReadFile(root + "/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	_, _, start, err := statFields(b)
-	return start, err
-}
-
-// readTaskStart reads one thread's start time.
+// readTaskStart reads one thread's start time, from /proc/TGID/task/TID.
 func readTaskStart(root string, tgid, tid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/task/%d/stat", root, tgid, tid))
+	var buf [proc.StatBufSize]byte
+	b, err := proc.ReadSmall(fmt.Sprintf("%s/%d/task/%d/stat", root, tgid, tid), buf[:])
 	if err != nil {
 		return 0, err
 	}
-	_, _, start, err := statFields(b)
-	return start, err
+	st, err := proc.ParseStat(b)
+	return st.Start, err
 }
 
 // readOOMScoreAdj reads /proc/PID/oom_score_adj (-1000..1000).
 func readOOMScoreAdj(root string, pid int) (int64, error) {
-	b, err := os.ReadFile(root + "/" + strconv.Itoa(pid) + "/oom_score_adj")
+	b, err := os.ReadFile(proc.Path(root, pid, "oom_score_adj"))
 	if err != nil {
 		return 0, err
 	}

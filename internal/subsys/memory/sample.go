@@ -1,20 +1,19 @@
 package memory
 
+// The sampler: its goroutine, and one round of reading the processes'
+// statm, stat and smaps_rollup without the registry lock.
+
 import (
-	"errors"
-	"fmt"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/containerfs/containerfs/internal/prio"
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
-// Sampling periods and budgets. FIELD-NOTES and our own measurements here:
-// a pread of /proc/PID/statm costs about 5 µs; smaps_rollup walks the page
+// Sampling periods and budgets, from measurements on the development
+// machine (a 2-CPU VM): a pread of /proc/PID/statm costs about 5 µs; smaps_rollup walks the page
 // tables, about 1.4 ms for 100 MB and 6 ms for 1 GB.
 const (
 	// fastPeriod is how often the processes of a container near its limit
@@ -63,18 +62,10 @@ const (
 // root's Create, stopped by its Destroy.
 func (e *engine) run() {
 	prio.Background() // bulk reads of statm and smaps_rollup: not real-time
-	defer close(e.done)
 	defer e.closeFiles(nil)
 	fast, slow := fastPeriod, slowPeriod
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-e.stop:
-			return
-		case <-e.wake:
-		case <-timer.C:
-		}
+	next := time.Now()
+	for e.w.Wait(max(0, time.Until(next))) {
 		start := time.Now()
 		doSlow := start.Sub(e.lastSlow) >= slow
 		watch, cost := e.tick(doSlow)
@@ -83,17 +74,10 @@ func (e *engine) run() {
 		} else {
 			fast = max(fastPeriod, fastShare*cost)
 		}
-		next := e.lastSlow.Add(slow)
+		next = e.lastSlow.Add(slow)
 		if watch > 0 {
 			next = minTime(next, start.Add(max(watch, fast)))
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(max(0, time.Until(next)))
 	}
 }
 
@@ -140,7 +124,7 @@ func (e *engine) tick(slow bool) (time.Duration, time.Duration) {
 	s := e.s
 	now := s.now()
 
-	s.mu.Lock()
+	e.mu.Lock()
 	var jobs []job
 	keep := map[*process]bool{}
 	for _, p := range e.procs {
@@ -157,7 +141,7 @@ func (e *engine) tick(slow bool) (time.Duration, time.Duration) {
 				rolled: p.hasRoll, rollAt: p.rollAt, rollCost: p.rollCost})
 		}
 	}
-	s.mu.Unlock()
+	e.mu.Unlock()
 
 	t0 := time.Now()
 	var rds []reading
@@ -177,24 +161,24 @@ func (e *engine) tick(slow bool) (time.Duration, time.Duration) {
 		cost = time.Since(t0)
 	}
 
-	s.mu.Lock()
+	e.mu.Lock()
 	e.applyLocked(rds, sys)
 	e.computeLocked()
 	stale := e.staleLocked(now)
-	s.mu.Unlock()
+	e.mu.Unlock()
 
 	deferred := map[*cstate]bool{}
 	if len(stale) > 0 {
 		rds = e.rollForDecision(stale, deferred)
-		s.mu.Lock()
+		e.mu.Lock()
 		e.applyLocked(rds, nil)
 		e.computeLocked()
-		s.mu.Unlock()
+		e.mu.Unlock()
 	}
 
-	s.mu.Lock()
+	e.mu.Lock()
 	plans, watch := e.actLocked(now, deferred)
-	s.mu.Unlock()
+	e.mu.Unlock()
 	for _, pl := range plans {
 		e.execute(pl)
 	}
@@ -225,8 +209,8 @@ func (e *engine) read(j job, slow bool) reading {
 	}
 	r.sm = sm
 	if slow {
-		if minflt, majflt, _, err := pf.readStat(); err == nil {
-			r.faults, r.minflt, r.majflt = true, minflt, majflt
+		if st, err := pf.readStat(); err == nil {
+			r.faults, r.minflt, r.majflt = true, st.MinFlt, st.MajFlt
 		}
 	}
 	return r
@@ -241,14 +225,14 @@ func (e *engine) roll(p *process, tgid int, r *reading) {
 	}
 	ro, sm, cost, err := pf.readRollup()
 	if err != nil {
-		f, oerr := os.Open(e.s.proc() + "/" + strconv.Itoa(tgid) + "/smaps_rollup")
+		f, oerr := os.Open(proc.Path(e.s.proc(), tgid, "smaps_rollup"))
 		if oerr != nil {
 			return
 		}
 		// Opened first, checked second: if the process our stat file
 		// names is still alive, its PID was not reused, and the new file
 		// is its.
-		if _, _, _, serr := pf.readStat(); serr != nil {
+		if _, serr := pf.readStat(); serr != nil {
 			f.Close()
 			return
 		}
@@ -328,361 +312,4 @@ func (e *engine) applyLocked(rds []reading, sys *sysStats) {
 	if sys != nil {
 		e.sys = *sys
 	}
-}
-
-// staleJob is a process whose rollup is too old to decide on.
-type staleJob struct {
-	p     *process
-	tgid  int
-	c     *cstate // the over-limit container it is in
-	bytes int64   // its estimate: the largest are rolled first
-}
-
-// overLocked lists the containers over their limit, deepest first.
-func (e *engine) overLocked() []*cstate {
-	var over []*cstate
-	var visit func(c *cstate)
-	visit = func(c *cstate) {
-		for ch := range c.children {
-			visit(ch)
-		}
-		if !c.root && c.limit != unlimited && c.usage > c.limit {
-			over = append(over, c)
-		}
-	}
-	visit(e.root)
-	return over
-}
-
-// staleLocked lists the processes of over-limit containers whose rollup is
-// missing or too old to decide on.
-func (e *engine) staleLocked(now time.Time) []staleJob {
-	over := e.overLocked()
-	if len(over) == 0 {
-		return nil
-	}
-	// skip: a victim is dying there, or it has waited long enough.
-	skip := map[*cstate]bool{}
-	for _, c := range over {
-		skip[c] = e.victimPendingLocked(c, now) || (!c.deferSince.IsZero() && now.Sub(c.deferSince) >= maxDefer)
-	}
-	var out []staleJob
-	for _, p := range e.procs {
-		o := p.owner()
-		if o == nil || p.gone || !p.sampled || p.sm.resident == 0 {
-			continue
-		}
-		for _, c := range over {
-			if !o.within(c) || skip[c] {
-				continue
-			}
-			if !p.hasRoll || now.Sub(p.rollAt) > freshWindow || !p.rollAt.After(c.lastJoin) {
-				est := p.estimate()
-				out = append(out, staleJob{p: p, tgid: p.tgid, c: c, bytes: est.anon + est.file})
-			}
-			break
-		}
-	}
-	slices.SortFunc(out, func(a, b staleJob) int { return int(b.bytes - a.bytes) })
-	return out
-}
-
-// rollForDecision rolls up stale processes, largest first, within
-// preciseBudget; containers left with stale processes are deferred to the
-// next round.
-func (e *engine) rollForDecision(stale []staleJob, deferred map[*cstate]bool) []reading {
-	var rds []reading
-	var spent time.Duration
-	for _, sj := range stale {
-		if spent >= preciseBudget {
-			for x := sj.c; x != nil; x = x.parent {
-				deferred[x] = true
-			}
-			continue
-		}
-		r := reading{p: sj.p}
-		t0 := time.Now()
-		e.roll(sj.p, sj.tgid, &r)
-		spent += time.Since(t0)
-		if !r.rolled {
-			// Its rollup could not be read (gone, or no mm): statm
-			// decides, the sampler finds out about the rest.
-			continue
-		}
-		rds = append(rds, r)
-	}
-	return rds
-}
-
-// victimPendingLocked tells whether a process we killed in c's subtree is
-// still dying: v1 waits for an OOM victim to exit before choosing another
-// (oom_evaluate_task aborts on tsk_is_oom_victim).
-func (e *engine) victimPendingLocked(c *cstate, now time.Time) bool {
-	for _, p := range e.procs {
-		if p.killedAt.IsZero() || now.Sub(p.killedAt) >= victimWait || p.gone || p.sm.resident == 0 {
-			continue
-		}
-		if o := p.owner(); o != nil && o.within(c) {
-			return true
-		}
-	}
-	return false
-}
-
-// candidate is a process that an OOM kill in a container may choose.
-type candidate struct {
-	p        *process
-	tgid     int
-	start    uint64
-	resident int64
-	swap     int64
-}
-
-// killPlan is an OOM kill to carry out outside the lock.
-type killPlan struct {
-	c          *cstate
-	usage      int64
-	limit      int64
-	candidates []candidate
-}
-
-// actLocked decides, for every container over its limit, deepest first,
-// what v1 would do: count the failure, then pause the subtree (OOM killer
-// disabled) or plan a kill, unless a victim is still dying there. A
-// container back under its limit is resumed. It also tells when the next
-// fast round is due (0: nothing to watch): sooner the nearer a populated
-// container is to its limit.
-func (e *engine) actLocked(now time.Time, deferred map[*cstate]bool) (plans []killPlan, watch time.Duration) {
-	changed := false
-	acting := map[*cstate]bool{} // containers with a kill planned below them
-	var visit func(c *cstate)
-	visit = func(c *cstate) {
-		for ch := range c.children {
-			visit(ch)
-		}
-		if c.root {
-			return
-		}
-		over := c.limit != unlimited && c.usage > c.limit
-		if !over || !deferred[c] {
-			c.deferSince = time.Time{}
-		}
-		if !over {
-			c.noVictimLogged = false
-			if c.paused {
-				c.paused, changed = false, true
-				e.s.logf("memory: %s is back under its limit (%d of %d bytes): its tasks run again", c.path(), c.usage, c.limit)
-			}
-			return
-		}
-		if c.paused && c.oomKillDisable {
-			return // its tasks sleep: no new failures
-		}
-		c.failcnt++
-		if deferred[c] && c.deferSince.IsZero() {
-			c.deferSince = now
-		}
-		if deferred[c] || acting[c] || e.victimPendingLocked(c, now) {
-			return
-		}
-		if c.oomKillDisable {
-			c.paused, changed = true, true
-			oomNotifyLocked(c)
-			e.s.logf("memory: %s is over its limit (%d > %d bytes) and its OOM killer is disabled: its tasks are paused", c.path(), c.usage, c.limit)
-			return
-		}
-		pl := killPlan{c: c, usage: c.usage, limit: c.limit}
-		for _, p := range e.procs {
-			if o := p.owner(); o != nil && o.within(c) && !p.gone && p.sm.resident > 0 {
-				pl.candidates = append(pl.candidates, candidate{p: p, tgid: p.tgid, start: p.start,
-					resident: p.sm.resident, swap: p.roll.swapPss})
-			}
-		}
-		plans = append(plans, pl)
-		oomNotifyLocked(c)
-		for x := c; x != nil; x = x.parent {
-			acting[x] = true
-		}
-	}
-	visit(e.root)
-	if changed {
-		e.syncHoldsLocked()
-	}
-	populated := map[*cstate]bool{}
-	for _, p := range e.procs {
-		for x := p.owner(); x != nil && !x.root && !populated[x]; x = x.parent {
-			populated[x] = true
-		}
-	}
-	consider := func(d time.Duration) {
-		if watch == 0 || d < watch {
-			watch = d
-		}
-	}
-	for c := range populated {
-		if c.paused {
-			consider(pausedPeriod)
-		}
-		if c.limit != unlimited {
-			head := time.Duration(float64(max(0, c.limit-c.usage)) / designRate * float64(time.Second))
-			consider(min(max(head, fastPeriod), slowPeriod))
-		}
-		for _, ev := range c.events {
-			if ev.kind == thresholdEvent {
-				gap := ev.threshold - c.usage
-				head := time.Duration(float64(max(gap, -gap)) / designRate * float64(time.Second))
-				consider(min(max(head, fastPeriod), slowPeriod))
-			}
-		}
-	}
-	return plans, watch
-}
-
-// oomScoreAdjMin is OOM_SCORE_ADJ_MIN: such a process is never killed.
-const oomScoreAdjMin = -1000
-
-// execute carries out a kill plan as v1's OOM killer chooses
-// (oom_badness): the largest process by resident memory plus swap, plus
-// oom_score_adj thousandths of the limit, never one at -1000. Only
-// processes all of whose threads are outside the root container may be
-// killed (SIGKILL kills the whole thread group). If the container was
-// paused, it runs again once the victim is killed.
-func (e *engine) execute(pl killPlan) {
-	s := e.s
-	type scored struct {
-		candidate
-		points int64
-		comm   string
-	}
-	var cands []scored
-	limitPages := pl.limit / pageSize
-	for _, c := range pl.candidates {
-		adj, err := readOOMScoreAdj(s.proc(), c.tgid)
-		if err != nil || adj == oomScoreAdjMin {
-			continue
-		}
-		points := (c.resident+c.swap)/pageSize + adj*limitPages/1000
-		comm, _ := os.ReadFile(s.proc() + "/" + strconv.Itoa(c.tgid) + "/comm")
-		cands = append(cands, scored{candidate: c, points: points, comm: strings.TrimSpace(string(comm))})
-	}
-	slices.SortFunc(cands, func(a, b scored) int {
-		if a.points != b.points {
-			return int(b.points - a.points)
-		}
-		return b.tgid - a.tgid
-	})
-	handled := false
-	var refusals []string
-	for _, c := range cands {
-		ok, why := e.killable(c.p, c.tgid)
-		if !ok {
-			refusals = append(refusals, fmt.Sprintf("%d: %s", c.tgid, why))
-			continue
-		}
-		s.mu.Lock()
-		done, err := e.killLocked(pl.c, c.p)
-		s.mu.Unlock()
-		if err != nil {
-			refusals = append(refusals, fmt.Sprintf("%d: %v", c.tgid, err))
-			continue
-		}
-		if done {
-			s.logf("memory: %s is over its limit (%d > %d bytes): killed process %d (%s), %d bytes resident",
-				pl.c.path(), pl.usage, pl.limit, c.tgid, c.comm, c.resident)
-		}
-		handled = true
-		break
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if pl.c.paused {
-		// v1 wakes its OOM waiters when the killer is re-enabled; they
-		// run again, killed or not.
-		pl.c.paused = false
-		e.syncHoldsLocked()
-	}
-	if handled {
-		pl.c.noVictimLogged = false
-	} else if !pl.c.noVictimLogged {
-		// Said once until it is back under its limit or a kill is done:
-		// this is looked at again every round.
-		pl.c.noVictimLogged = true
-		s.logf("memory: %s is over its limit (%d > %d bytes) and has no process that may be killed %v", pl.c.path(), pl.usage, pl.limit, refusals)
-	}
-}
-
-// killable tells whether killing p's whole thread group hits only tasks
-// outside the root container, as far as can be told: every thread is known
-// to be in a non-root container, or is unknown but born after the leader
-// came in (its fork event not read yet: a new thread joins its leader). A
-// thread moved into the root container, or an unknown one older than that
-// (it stayed in the root when the leader alone was moved), forbids it.
-func (e *engine) killable(p *process, tgid int) (bool, string) {
-	s := e.s
-	ents, err := os.ReadDir(s.proc() + "/" + strconv.Itoa(tgid) + "/task")
-	if err != nil {
-		return false, "gone"
-	}
-	var unknown []int
-	s.mu.Lock()
-	known := map[int]bool{}
-	for th := range p.threads {
-		known[th.tid] = true
-	}
-	join := p.joinTicks
-	for _, ent := range ents {
-		tid, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		if _, ok := e.inRoot[tid]; ok {
-			s.mu.Unlock()
-			return false, fmt.Sprintf("its thread %d is in the root container", tid)
-		}
-		if !known[tid] {
-			unknown = append(unknown, tid)
-		}
-	}
-	s.mu.Unlock()
-	for _, tid := range unknown {
-		start, err := readTaskStart(s.proc(), tgid, tid)
-		if err != nil {
-			continue // exited
-		}
-		if start+1 < join {
-			return false, fmt.Sprintf("its thread %d, older than its move, may be in the root container", tid)
-		}
-	}
-	return true, ""
-}
-
-// killLocked kills p for c if that is still called for: p is still one of
-// c's processes, c is still over its limit, and no victim is dying there.
-// It holds mu while it signals (a pidfd signal never blocks), so p cannot
-// be moved into the root container between the check and the kill.
-func (e *engine) killLocked(c *cstate, p *process) (bool, error) {
-	now := e.s.now()
-	o := p.owner()
-	if e.procs[p.tgid] != p || o == nil || !o.within(c) || c.removed || c.limit == unlimited || c.usage <= c.limit {
-		return false, nil
-	}
-	if e.victimPendingLocked(c, now) {
-		return false, nil
-	}
-	if p.tgid == os.Getpid() {
-		return false, fmt.Errorf("the daemon: %w", syscall.EPERM)
-	}
-	if err := e.s.kill(p.tgid, p.start); err != nil {
-		if errors.Is(err, syscall.ESRCH) {
-			p.gone = true
-		}
-		return false, err
-	}
-	p.killedAt = now
-	// v1 counts the kill in the victim's memcg and every ancestor below
-	// the root (memcg_memory_event_mm(MEMCG_OOM_KILL)).
-	for x := o; x != nil && !x.root; x = x.parent {
-		x.oomKill++
-	}
-	return true, nil
 }

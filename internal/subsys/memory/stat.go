@@ -1,5 +1,8 @@
 package memory
 
+// memory.stat: its keys in the kernel's order, for a container from its
+// processes' figures and for the root from the machine's.
+
 import (
 	"strconv"
 	"strings"
@@ -99,7 +102,7 @@ func subtreeFaults(st *cstate) (faults, maj uint64) {
 	return faults, maj
 }
 
-// formatStat is memory.stat of st. Call with Subsys.mu held.
+// formatStat is memory.stat of st. Call with the engine's mu held.
 func (e *engine) formatStat(st *cstate) string {
 	var local, total statValues
 	if st.root {
