@@ -50,18 +50,6 @@ func burn(d time.Duration) {
 	sink = x
 }
 
-// needRoot skips a live test without root, except under CI=true.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if strings.EqualFold(os.Getenv("CI"), "true") {
-		t.Fatal("live taskstats tests need root, and CI=true forbids skipping")
-	}
-	t.Skip("needs root for taskstats listeners")
-}
-
 func runtimeCPUs() int {
 	b, err := os.ReadFile("/sys/devices/system/cpu/possible")
 	if err != nil {

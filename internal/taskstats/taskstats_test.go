@@ -15,6 +15,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/containerfs/containerfs/internal/testutil"
 )
 
 var record = flag.Bool("record", false, "rewrite testdata/*.bin from the live kernel")
@@ -153,7 +155,7 @@ func TestMalformed(t *testing.T) {
 // checks its record against the child's rusage; queries this process;
 // and checks that Close ends a blocked Receive.
 func TestLive(t *testing.T) {
-	needRoot(t)
+	testutil.RequireRoot(t)
 	l, err := Listen("0-"+itoa(runtimeCPUs()-1), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +243,7 @@ func TestLive(t *testing.T) {
 }
 
 func TestListenBadMask(t *testing.T) {
-	needRoot(t)
+	testutil.RequireRoot(t)
 	if l, err := Listen("100000", 0); err == nil {
 		l.Close()
 		t.Error("Listen on an impossible CPU: got nil, want an error")
@@ -255,7 +257,7 @@ func TestRecord(t *testing.T) {
 	if !*record {
 		t.Skip("run with -record to rewrite testdata/*.bin")
 	}
-	needRoot(t)
+	testutil.RequireRoot(t)
 	l, err := Listen("0-"+itoa(runtimeCPUs()-1), 0)
 	if err != nil {
 		t.Fatal(err)

@@ -6,11 +6,12 @@ package memory
 
 import (
 	"os"
-	"sync"
 	"time"
 
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/worker"
+
+	"github.com/containerfs/containerfs/internal/lockrank"
 )
 
 // engine is the memory subsystem's state for the hierarchy it is bound to,
@@ -26,7 +27,7 @@ type engine struct {
 	// mu guards the engine and every container's state of the hierarchy.
 	// Hooks and file handlers take it after the registry lock; the
 	// sampler takes it alone, never the registry lock.
-	mu sync.Mutex
+	mu lockrank.Mutex[lockrank.Subsys]
 	// shut: the root's Destroy ran; the sampler is stopped.
 	shut bool
 
