@@ -150,10 +150,13 @@ func (f *fixture) wantHeld(tids ...int) {
 }
 
 // stopAll plays the Stopper: every held task is reported stopped.
-func (f *fixture) stopAll() {
+func (f *fixture) stopAll() { f.stopped(f.wanted()...) }
+
+// stopped plays the Stopper: tids are reported stopped.
+func (f *fixture) stopped(tids ...int) {
 	f.sp.mu.Lock()
 	defer f.sp.mu.Unlock()
-	for tid := range f.sp.held {
+	for _, tid := range tids {
 		f.sp.status[tid] = stopper.Stopped
 	}
 }
@@ -344,7 +347,7 @@ func TestSigstopFallback(t *testing.T) {
 	f.set(a, "FROZEN")
 	f.wantHeld(100, 200)
 	f.failTraced(100)
-	f.stopAll200()
+	f.stopped(200)
 	if next, _ := f.holder().check(); next == 0 {
 		t.Errorf("check: nothing to look at again, with a task not stopped")
 	}
@@ -391,13 +394,6 @@ func (f *fixture) oneSignal(tgid int, sig string) {
 		f.T.Errorf("signals sent: got %q, want one %s to process %d", f.sigs, sig, tgid)
 	}
 	f.sigs = nil
-}
-
-// stopAll200 reports task 200 stopped.
-func (f *fixture) stopAll200() {
-	f.sp.mu.Lock()
-	defer f.sp.mu.Unlock()
-	f.sp.status[200] = stopper.Stopped
 }
 
 // TestCheckSleeps: with every frozen task stopped, the holder has nothing
