@@ -21,9 +21,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fakeProcs is a core.Procs over a map.
-type fakeProcs = testutil.Procs
-
 // fakeStopper is a Stopper whose tasks stop when the test says so.
 type fakeStopper struct {
 	mu     sync.Mutex
@@ -81,81 +78,55 @@ func (s *fakeStopper) Status(tid int) (stopper.State, error) {
 	return stopper.Stopping, nil
 }
 
-// fixture is a registry with a freezer hierarchy over a fake Stopper, whose
-// holder goroutine does not run: the test calls check.
+// fixture is a model with a freezer hierarchy over a fake Stopper, whose
+// holder goroutine does not run: the test calls check. The signals the
+// holder would send are recorded.
 type fixture struct {
-	t     *testing.T
-	s     *Subsys
-	r     *core.Registry
-	h     *core.Hierarchy
-	procs fakeProcs
-	sp    *fakeStopper
-	sigs  []string // signals sent, "TGID/TID SIGNAME"
+	*testutil.Model
+	s    *Subsys
+	h    *core.Hierarchy
+	sp   *fakeStopper
+	sigs []string // signals sent, "TGID/TID SIGNAME"
 }
 
 func newFixture(t *testing.T) *fixture {
-	f := &fixture{t: t, procs: fakeProcs{}, sp: newFakeStopper()}
+	f := &fixture{sp: newFakeStopper()}
 	f.s = &Subsys{Stopper: f.sp, manual: true, Logf: t.Logf, procRoot: t.TempDir(),
 		signal: func(tgid, tid int, sig syscall.Signal) error {
 			f.sigs = append(f.sigs, fmt.Sprintf("%d/%d %s", tgid, tid, unix.SignalName(sig)))
 			return nil
 		}}
-	f.r = core.NewRegistry(f.procs, f.s)
-	h, err := f.r.Mount("freezer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.h = h
+	f.Model = testutil.NewModel(t, f.s)
+	f.h = f.Mount("freezer")
 	return f
 }
 
 // holder is the hierarchy's holder, in the root's state.
 func (f *fixture) holder() *holder { return f.s.state(f.h.Root()).h }
 
-func (f *fixture) mkdir(parent *core.Container, name string) *core.Container {
-	f.t.Helper()
-	c, err := f.r.Mkdir(parent, name, 0o755, core.Caller{})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return c
-}
-
-// task makes process pid known, in c.
-func (f *fixture) task(c *core.Container, pid int) {
-	f.t.Helper()
-	ti := core.TaskInfo{TID: pid, TGID: pid, Start: 10}
-	f.procs[pid] = ti
-	f.r.AddTask(ti)
+// process makes process pid (started at 10) known and moves it into c,
+// unless c is nil: then it stays in the root.
+func (f *fixture) process(c *core.Container, pid int) {
+	f.T.Helper()
+	f.Task(pid, pid, 10)
 	if c != nil {
-		if err := f.r.Attach(c, core.Caller{}, pid, false); err != nil {
-			f.t.Fatal(err)
-		}
+		f.Attach(c, pid)
 	}
 }
 
-func (f *fixture) file(c *core.Container, name string) *core.BoundFile {
-	f.t.Helper()
-	return testutil.File(f.t, c, name)
-}
-
-func (f *fixture) read(c *core.Container, name string) string {
-	f.t.Helper()
-	return testutil.Read(f.t, f.r, c, name)
-}
-
-func (f *fixture) write(c *core.Container, data string) error {
-	f.t.Helper()
-	return testutil.Write(f.t, f.r, c, "freezer.state", data)
+// set writes state to c's freezer.state; the test fails on an error.
+func (f *fixture) set(c *core.Container, state string) {
+	f.T.Helper()
+	f.MustWrite(c, "freezer.state", state)
 }
 
 // files checks state, self_freezing and parent_freezing of c.
 func (f *fixture) files(c *core.Container, state, self, parent string) {
-	f.t.Helper()
-	got := []string{f.read(c, "freezer.state"), f.read(c, "freezer.self_freezing"), f.read(c, "freezer.parent_freezing")}
+	f.T.Helper()
+	got := []string{f.Read(c, "freezer.state"), f.Read(c, "freezer.self_freezing"), f.Read(c, "freezer.parent_freezing")}
 	want := []string{state + "\n", self + "\n", parent + "\n"}
 	if !slices.Equal(got, want) {
-		f.t.Errorf("%s: state, self_freezing, parent_freezing: got %q, want %q", c.Path(), got, want)
+		f.T.Errorf("%s: state, self_freezing, parent_freezing: got %q, want %q", c.Path(), got, want)
 	}
 }
 
@@ -172,17 +143,20 @@ func (f *fixture) wanted() []int {
 }
 
 func (f *fixture) wantHeld(tids ...int) {
-	f.t.Helper()
+	f.T.Helper()
 	if got := f.wanted(); !slices.Equal(got, tids) {
-		f.t.Errorf("tasks to freeze: got %v, want %v", got, tids)
+		f.T.Errorf("tasks to freeze: got %v, want %v", got, tids)
 	}
 }
 
 // stopAll plays the Stopper: every held task is reported stopped.
-func (f *fixture) stopAll() {
+func (f *fixture) stopAll() { f.stopped(f.wanted()...) }
+
+// stopped plays the Stopper: tids are reported stopped.
+func (f *fixture) stopped(tids ...int) {
 	f.sp.mu.Lock()
 	defer f.sp.mu.Unlock()
-	for tid := range f.sp.held {
+	for _, tid := range tids {
 		f.sp.status[tid] = stopper.Stopped
 	}
 }
@@ -195,7 +169,7 @@ func TestFiles(t *testing.T) {
 			t.Errorf("root has %s; cgroup v1 has no freezer files in the root", bf.Name)
 		}
 	}
-	a := f.mkdir(root, "a")
+	a := f.Mkdir(root, "a")
 	f.files(a, "THAWED", "0", "0")
 	tests := []struct {
 		write string
@@ -215,16 +189,16 @@ func TestFiles(t *testing.T) {
 		{write: "THAWED\n", state: "THAWED"},
 	}
 	for _, tc := range tests {
-		err := f.write(a, tc.write)
+		err := f.Write(a, "freezer.state", tc.write)
 		if !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
 			t.Errorf("write %q: got error %v, want %v", tc.write, err, tc.err)
 		}
-		if got := f.read(a, "freezer.state"); got != tc.state+"\n" {
+		if got := f.Read(a, "freezer.state"); got != tc.state+"\n" {
 			t.Errorf("after writing %q: got %q, want %q", tc.write, got, tc.state)
 		}
 	}
 	for _, name := range []string{"freezer.self_freezing", "freezer.parent_freezing"} {
-		if err := f.r.WriteFile(a, f.file(a, name), core.Caller{}, "1"); !errors.Is(err, syscall.EINVAL) {
+		if err := f.Write(a, name, "1"); !errors.Is(err, syscall.EINVAL) {
 			t.Errorf("write %s: got %v, want EINVAL (read-only)", name, err)
 		}
 	}
@@ -232,65 +206,53 @@ func TestFiles(t *testing.T) {
 
 func TestFreezeThawModel(t *testing.T) {
 	f := newFixture(t)
-	a := f.mkdir(f.h.Root(), "a")
-	f.task(a, 100)
-	f.task(a, 101)
-	f.task(nil, 1) // in the root: never frozen
-	if err := f.write(a, "FROZEN"); err != nil {
-		t.Fatal(err)
-	}
+	a := f.Mkdir(f.h.Root(), "a")
+	f.process(a, 100)
+	f.process(a, 101)
+	f.process(nil, 1) // in the root: never frozen
+	f.set(a, "FROZEN")
 	f.wantHeld(100, 101)
 	f.files(a, "FREEZING", "1", "0")
 	f.stopAll()
 	f.files(a, "FROZEN", "1", "0")
 
 	// A task moved in makes it FREEZING again until it is stopped.
-	f.task(a, 102)
+	f.process(a, 102)
 	f.wantHeld(100, 101, 102)
 	f.files(a, "FREEZING", "1", "0")
 	f.stopAll()
 	f.files(a, "FROZEN", "1", "0")
 
 	// A task born there (its parent forked before it was stopped).
-	if !f.r.Fork(100, core.TaskInfo{TID: 103, TGID: 103, Start: 11}) {
-		t.Fatal("fork")
-	}
+	f.Fork(100, 103, 103, 11)
 	f.wantHeld(100, 101, 102, 103)
 	f.files(a, "FREEZING", "1", "0")
 	f.stopAll()
 
 	// A task moved out thaws; one that exits is forgotten.
-	if err := f.r.Attach(f.h.Root(), core.Caller{}, 102, false); err != nil {
-		t.Fatal(err)
-	}
-	f.r.Exit(103, 0)
+	f.Attach(f.h.Root(), 102)
+	f.Exit(103)
 	f.wantHeld(100, 101)
 	f.files(a, "FROZEN", "1", "0")
 
-	if err := f.write(a, "THAWED"); err != nil {
-		t.Fatal(err)
-	}
+	f.set(a, "THAWED")
 	f.wantHeld()
 	f.files(a, "THAWED", "0", "0")
 	// Writing the same state again changes nothing.
-	if err := f.write(a, "THAWED"); err != nil {
-		t.Fatal(err)
-	}
+	f.set(a, "THAWED")
 	f.wantHeld()
 }
 
 func TestNested(t *testing.T) {
 	f := newFixture(t)
-	a := f.mkdir(f.h.Root(), "a")
-	b := f.mkdir(a, "b")
-	c := f.mkdir(b, "c")
-	f.task(a, 100)
-	f.task(b, 200)
-	f.task(c, 300)
+	a := f.Mkdir(f.h.Root(), "a")
+	b := f.Mkdir(a, "b")
+	c := f.Mkdir(b, "c")
+	f.process(a, 100)
+	f.process(b, 200)
+	f.process(c, 300)
 
-	if err := f.write(a, "FROZEN"); err != nil {
-		t.Fatal(err)
-	}
+	f.set(a, "FROZEN")
 	f.wantHeld(100, 200, 300)
 	f.stopAll()
 	f.files(a, "FROZEN", "1", "0")
@@ -298,20 +260,14 @@ func TestNested(t *testing.T) {
 	f.files(c, "FROZEN", "0", "1")
 
 	// Thawing a child cannot override a frozen parent.
-	if err := f.write(b, "THAWED"); err != nil {
-		t.Fatal(err)
-	}
+	f.set(b, "THAWED")
 	f.wantHeld(100, 200, 300)
 	f.files(b, "FROZEN", "0", "1")
 
 	// b frozen itself too: thawing a leaves b and c frozen.
-	if err := f.write(b, "FROZEN"); err != nil {
-		t.Fatal(err)
-	}
+	f.set(b, "FROZEN")
 	f.files(b, "FROZEN", "1", "1")
-	if err := f.write(a, "THAWED"); err != nil {
-		t.Fatal(err)
-	}
+	f.set(a, "THAWED")
 	f.wantHeld(200, 300)
 	f.files(a, "THAWED", "0", "0")
 	f.files(b, "FROZEN", "1", "0")
@@ -319,15 +275,13 @@ func TestNested(t *testing.T) {
 
 	// A parent's state covers its children's tasks: a task of c not yet
 	// stopped keeps b FREEZING.
-	f.task(c, 301)
+	f.process(c, 301)
 	f.files(b, "FREEZING", "1", "0")
 	f.files(c, "FREEZING", "0", "1")
 	f.stopAll()
 	f.files(b, "FROZEN", "1", "0")
 
-	if err := f.write(b, "THAWED"); err != nil {
-		t.Fatal(err)
-	}
+	f.set(b, "THAWED")
 	f.wantHeld()
 	f.files(c, "THAWED", "0", "0")
 }
@@ -349,14 +303,14 @@ func TestReadStat(t *testing.T) {
 
 // procTask writes a fake /proc/TGID/task/TID/stat in state st.
 func (f *fixture) procTask(tgid, tid int, st byte) {
-	f.t.Helper()
+	f.T.Helper()
 	dir := filepath.Join(f.s.procRoot, fmt.Sprint(tgid), "task", fmt.Sprint(tid))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		f.t.Fatal(err)
+		f.T.Fatal(err)
 	}
 	line := fmt.Sprintf("%d (traced) %c 1 %d %d 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 10 0 0\n", tid, st, tgid, tgid)
 	if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(line), 0o644); err != nil {
-		f.t.Fatal(err)
+		f.T.Fatal(err)
 	}
 }
 
@@ -369,9 +323,9 @@ func (f *fixture) failTraced(tid int) {
 }
 
 func (f *fixture) signals(want ...string) {
-	f.t.Helper()
+	f.T.Helper()
 	if !slices.Equal(f.sigs, want) {
-		f.t.Errorf("signals sent: got %q, want %q", f.sigs, want)
+		f.T.Errorf("signals sent: got %q, want %q", f.sigs, want)
 	}
 	f.sigs = nil
 }
@@ -382,26 +336,18 @@ func (f *fixture) signals(want ...string) {
 // sends one SIGCONT.
 func TestSigstopFallback(t *testing.T) {
 	f := newFixture(t)
-	a := f.mkdir(f.h.Root(), "a")
-	f.task(a, 100)
-	thread := core.TaskInfo{TID: 101, TGID: 100, Start: 11}
-	f.procs[101] = thread
-	if !f.r.Fork(100, thread) {
-		t.Fatal("fork")
-	}
+	a := f.Mkdir(f.h.Root(), "a")
+	f.process(a, 100)
+	f.Fork(100, 101, 100, 11) // a thread of 100
 	f.procTask(100, 100, 'R')
 	f.procTask(100, 101, 'R')
-	f.task(a, 200) // an ordinary task, which the Stopper stops
+	f.process(a, 200) // an ordinary task, which the Stopper stops
 	// Thread 101 stays in the root: SIGSTOP would stop it too.
-	if err := f.r.Attach(f.h.Root(), core.Caller{}, 101, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.write(a, "FROZEN"); err != nil {
-		t.Fatal(err)
-	}
+	f.Attach(f.h.Root(), 101)
+	f.set(a, "FROZEN")
 	f.wantHeld(100, 200)
 	f.failTraced(100)
-	f.stopAll200()
+	f.stopped(200)
 	if next, _ := f.holder().check(); next == 0 {
 		t.Errorf("check: nothing to look at again, with a task not stopped")
 	}
@@ -409,9 +355,7 @@ func TestSigstopFallback(t *testing.T) {
 	f.files(a, "FREEZING", "1", "0")
 
 	// With thread 101 in the container too, the process may be stopped.
-	if err := f.r.Attach(a, core.Caller{}, 101, false); err != nil {
-		t.Fatal(err)
-	}
+	f.Attach(a, 101)
 	f.failTraced(101)
 	f.holder().check()
 	f.oneSignal(100, "SIGSTOP")
@@ -434,9 +378,7 @@ func TestSigstopFallback(t *testing.T) {
 	f.files(a, "FROZEN", "1", "0")
 
 	// Thaw: one SIGCONT for the process, and nothing left to watch.
-	if err := f.write(a, "THAWED"); err != nil {
-		t.Fatal(err)
-	}
+	f.set(a, "THAWED")
 	f.wantHeld()
 	if next, _ := f.holder().check(); next != 0 {
 		t.Errorf("check after thaw: look again in %v, want only when woken", next)
@@ -447,29 +389,20 @@ func TestSigstopFallback(t *testing.T) {
 // oneSignal checks that one signal, sig, was sent, to a thread of process
 // tgid.
 func (f *fixture) oneSignal(tgid int, sig string) {
-	f.t.Helper()
+	f.T.Helper()
 	if len(f.sigs) != 1 || !strings.HasPrefix(f.sigs[0], fmt.Sprintf("%d/", tgid)) || !strings.HasSuffix(f.sigs[0], " "+sig) {
-		f.t.Errorf("signals sent: got %q, want one %s to process %d", f.sigs, sig, tgid)
+		f.T.Errorf("signals sent: got %q, want one %s to process %d", f.sigs, sig, tgid)
 	}
 	f.sigs = nil
-}
-
-// stopAll200 reports task 200 stopped.
-func (f *fixture) stopAll200() {
-	f.sp.mu.Lock()
-	defer f.sp.mu.Unlock()
-	f.sp.status[200] = stopper.Stopped
 }
 
 // TestCheckSleeps: with every frozen task stopped, the holder has nothing
 // to look at until woken (no polling while frozen).
 func TestCheckSleeps(t *testing.T) {
 	f := newFixture(t)
-	a := f.mkdir(f.h.Root(), "a")
-	f.task(a, 100)
-	if err := f.write(a, "FROZEN"); err != nil {
-		t.Fatal(err)
-	}
+	a := f.Mkdir(f.h.Root(), "a")
+	f.process(a, 100)
+	f.set(a, "FROZEN")
 	if next, _ := f.holder().check(); next != fastLook {
 		t.Errorf("check while stopping: look again in %v, want %v", next, fastLook)
 	}
@@ -484,11 +417,9 @@ func TestCheckSleeps(t *testing.T) {
 // TestUnmountLetsGo: the root's Destroy drops every hold.
 func TestUnmountLetsGo(t *testing.T) {
 	f := newFixture(t)
-	a := f.mkdir(f.h.Root(), "a")
-	f.task(a, 100)
-	if err := f.write(a, "FROZEN"); err != nil {
-		t.Fatal(err)
-	}
+	a := f.Mkdir(f.h.Root(), "a")
+	f.process(a, 100)
+	f.set(a, "FROZEN")
 	f.wantHeld(100)
 	h := f.holder()
 	f.s.Destroy(f.h.Root())
@@ -502,29 +433,23 @@ func TestUnmountLetsGo(t *testing.T) {
 // to stop, for at most freezeWait; a write of THAWED does not wait.
 func TestWriteWaitsForStops(t *testing.T) {
 	f := newFixture(t)
-	a := f.mkdir(f.h.Root(), "a")
-	b := f.mkdir(a, "b")
-	f.task(a, 100)
-	f.task(b, 200)
-	f.task(nil, 1)
-	if err := f.write(a, "FROZEN"); err != nil {
-		t.Fatal(err)
-	}
+	a := f.Mkdir(f.h.Root(), "a")
+	b := f.Mkdir(a, "b")
+	f.process(a, 100)
+	f.process(b, 200)
+	f.process(nil, 1)
+	f.set(a, "FROZEN")
 	if want := [][]int{{100, 200}}; !slices.EqualFunc(f.sp.waited, want, slices.Equal) {
 		t.Errorf("WaitStopped asked for %v, want %v", f.sp.waited, want)
 	}
-	if err := f.write(a, "THAWED"); err != nil {
-		t.Fatal(err)
-	}
+	f.set(a, "THAWED")
 	if len(f.sp.waited) != 1 {
 		t.Errorf("THAWED waited for stops: %v", f.sp.waited)
 	}
 
 	f.sp.stuck = true
 	start := time.Now()
-	if err := f.write(b, "FROZEN"); err != nil {
-		t.Fatal(err)
-	}
+	f.set(b, "FROZEN")
 	if took := time.Since(start); took < freezeWait {
 		t.Errorf("write of FROZEN with tasks not stopping returned after %v, want at least %v", took, freezeWait)
 	}

@@ -72,82 +72,25 @@ func TestParseMax(t *testing.T) {
 	}
 }
 
-// fakeProcs is a core.Procs over a map.
-type fakeProcs = testutil.Procs
-
-// fixture is a registry with a pids hierarchy whose killer is run by hand
-// and kills nothing real.
+// fixture is a model with a pids hierarchy whose killer is run by hand
+// and kills nothing real: the kills it would send are recorded.
 type fixture struct {
-	t      *testing.T
+	*testutil.Model
 	s      *Subsys
-	r      *core.Registry
 	h      *core.Hierarchy
-	procs  fakeProcs
 	killed []int
 }
 
 func newFixture(t *testing.T) *fixture {
-	f := &fixture{t: t, procs: fakeProcs{}}
+	f := &fixture{}
 	f.s = &Subsys{manual: true, procRoot: t.TempDir(), Logf: t.Logf}
 	f.s.sendKill = func(r refusal) error {
 		f.killed = append(f.killed, r.t.TID)
 		return nil
 	}
-	f.r = core.NewRegistry(f.procs, f.s)
-	h, err := f.r.Mount("pids")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.h = h
+	f.Model = testutil.NewModel(t, f.s)
+	f.h = f.Mount("pids")
 	return f
-}
-
-func (f *fixture) mkdir(parent *core.Container, name string) *core.Container {
-	f.t.Helper()
-	c, err := f.r.Mkdir(parent, name, 0o755, core.Caller{})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return c
-}
-
-// task makes a process (tid == tgid) or a thread known to the machine and,
-// through a scan, to the model, in the root container.
-func (f *fixture) task(tid, tgid int, start uint64) {
-	ti := core.TaskInfo{TID: tid, TGID: tgid, Start: start}
-	f.procs[tid] = ti
-	f.r.AddTask(ti)
-}
-
-func (f *fixture) attach(c *core.Container, pid int) {
-	f.t.Helper()
-	if err := f.r.Attach(c, core.Caller{}, pid, false); err != nil {
-		f.t.Fatal(err)
-	}
-}
-
-func (f *fixture) fork(parent, tid, tgid int, start uint64) {
-	f.t.Helper()
-	ti := core.TaskInfo{TID: tid, TGID: tgid, Start: start}
-	f.procs[tid] = ti
-	if !f.r.Fork(parent, ti) {
-		f.t.Fatalf("fork %d from %d: parent unknown", tid, parent)
-	}
-}
-
-func (f *fixture) file(c *core.Container, name string) *core.BoundFile {
-	f.t.Helper()
-	return testutil.File(f.t, c, name)
-}
-
-func (f *fixture) read(c *core.Container, name string) string {
-	f.t.Helper()
-	return testutil.Read(f.t, f.r, c, name)
-}
-
-func (f *fixture) write(c *core.Container, name, data string) error {
-	f.t.Helper()
-	return testutil.Write(f.t, f.r, c, name, data)
 }
 
 // drain runs the killer's queue, as its worker would when woken.
@@ -155,10 +98,11 @@ func (f *fixture) drain() {
 	f.s.drain(f.s.state(f.h.Root()).h)
 }
 
+// want checks that c's control file name reads want.
 func (f *fixture) want(c *core.Container, name, want string) {
-	f.t.Helper()
-	if got := f.read(c, name); got != want {
-		f.t.Errorf("%s/%s: got %q, want %q", c.Path(), name, got, want)
+	f.T.Helper()
+	if got := f.Read(c, name); got != want {
+		f.T.Errorf("%s/%s: got %q, want %q", c.Path(), name, got, want)
 	}
 }
 
@@ -170,7 +114,7 @@ func TestFiles(t *testing.T) {
 			t.Errorf("root has %s; cgroup v1 has no pids files in the root", bf.Name)
 		}
 	}
-	a := f.mkdir(root, "a")
+	a := f.Mkdir(root, "a")
 	f.want(a, "pids.max", "max\n")
 	f.want(a, "pids.current", "0\n")
 	f.want(a, "pids.events", "max 0\n")
@@ -190,14 +134,14 @@ func TestFiles(t *testing.T) {
 		{write: "4194304", want: "4194304\n"},
 	}
 	for _, tc := range tests {
-		err := f.write(a, "pids.max", tc.write)
+		err := f.Write(a, "pids.max", tc.write)
 		if !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
 			t.Errorf("write %q: got error %v, want %v", tc.write, err, tc.err)
 		}
 		f.want(a, "pids.max", tc.want)
 	}
 	for _, name := range []string{"pids.current", "pids.events", "pids.peak"} {
-		if err := f.write(a, name, "1"); !errors.Is(err, syscall.EINVAL) {
+		if err := f.Write(a, name, "1"); !errors.Is(err, syscall.EINVAL) {
 			t.Errorf("write %s: got %v, want EINVAL (read-only)", name, err)
 		}
 	}
@@ -205,31 +149,31 @@ func TestFiles(t *testing.T) {
 
 func TestHierarchicalCount(t *testing.T) {
 	f := newFixture(t)
-	a := f.mkdir(f.h.Root(), "a")
-	b := f.mkdir(a, "b")
-	f.task(100, 100, 10)
-	f.task(200, 200, 10)
-	f.attach(b, 100)
-	f.attach(a, 200)
-	f.fork(100, 101, 101, 11) // a process in b
-	f.fork(100, 102, 100, 11) // a thread of 100, in b
+	a := f.Mkdir(f.h.Root(), "a")
+	b := f.Mkdir(a, "b")
+	f.Task(100, 100, 10)
+	f.Task(200, 200, 10)
+	f.Attach(b, 100)
+	f.Attach(a, 200)
+	f.Fork(100, 101, 101, 11) // a process in b
+	f.Fork(100, 102, 100, 11) // a thread of 100, in b
 	f.want(b, "pids.current", "3\n")
 	f.want(a, "pids.current", "4\n")
 
-	f.attach(a, 101) // b -> a
+	f.Attach(a, 101) // b -> a
 	f.want(b, "pids.current", "2\n")
 	f.want(a, "pids.current", "4\n")
 
-	f.attach(f.h.Root(), 200) // a -> root
+	f.Attach(f.h.Root(), 200) // a -> root
 	f.want(a, "pids.current", "3\n")
 
-	f.r.Exit(102, 0)
+	f.Exit(102)
 	f.want(b, "pids.current", "1\n")
 	f.want(a, "pids.current", "2\n")
 	f.want(a, "pids.peak", "4\n")
 	f.want(b, "pids.peak", "3\n")
-	f.r.Exit(100, 0)
-	f.r.Exit(101, 0)
+	f.Exit(100)
+	f.Exit(101)
 	f.want(a, "pids.current", "0\n")
 	if len(f.killed) != 0 {
 		t.Errorf("killed %v with no limit set", f.killed)
@@ -238,17 +182,15 @@ func TestHierarchicalCount(t *testing.T) {
 
 func TestForkOverLimit(t *testing.T) {
 	f := newFixture(t)
-	a := f.mkdir(f.h.Root(), "a")
-	b := f.mkdir(a, "b")
-	if err := f.write(a, "pids.max", "3"); err != nil {
-		t.Fatal(err)
-	}
-	f.task(100, 100, 10)
-	f.attach(b, 100)
-	f.fork(100, 101, 101, 11)
-	f.fork(100, 102, 102, 11)
-	f.fork(100, 103, 103, 11) // a's 4th: refused
-	f.fork(100, 104, 104, 11) // refused
+	a := f.Mkdir(f.h.Root(), "a")
+	b := f.Mkdir(a, "b")
+	f.MustWrite(a, "pids.max", "3")
+	f.Task(100, 100, 10)
+	f.Attach(b, 100)
+	f.Fork(100, 101, 101, 11)
+	f.Fork(100, 102, 102, 11)
+	f.Fork(100, 103, 103, 11) // a's 4th: refused
+	f.Fork(100, 104, 104, 11) // refused
 	f.drain()
 	if want := []int{103, 104}; !slices.Equal(f.killed, want) {
 		t.Errorf("killed %v, want %v", f.killed, want)
@@ -263,14 +205,14 @@ func TestForkOverLimit(t *testing.T) {
 	f.want(a, "pids.events", "max 0\n")
 
 	// Their exits uncharge nothing.
-	f.r.Exit(103, 0)
-	f.r.Exit(104, 0)
+	f.Exit(103)
+	f.Exit(104)
 	f.want(a, "pids.current", "3\n")
 
 	// One exit makes room for exactly one fork.
-	f.r.Exit(102, 0)
-	f.fork(100, 105, 105, 12)
-	f.fork(100, 106, 106, 12)
+	f.Exit(102)
+	f.Fork(100, 105, 105, 12)
+	f.Fork(100, 106, 106, 12)
 	f.drain()
 	if want := []int{103, 104, 106}; !slices.Equal(f.killed, want) {
 		t.Errorf("killed %v, want %v", f.killed, want)
@@ -278,15 +220,11 @@ func TestForkOverLimit(t *testing.T) {
 	f.want(a, "pids.current", "3\n")
 
 	// Lowering the limit kills nothing; raising it lets forks through.
-	if err := f.write(a, "pids.max", "1"); err != nil {
-		t.Fatal(err)
-	}
+	f.MustWrite(a, "pids.max", "1")
 	f.drain()
 	f.want(a, "pids.current", "3\n")
-	if err := f.write(a, "pids.max", "max"); err != nil {
-		t.Fatal(err)
-	}
-	f.fork(100, 107, 107, 13)
+	f.MustWrite(a, "pids.max", "max")
+	f.Fork(100, 107, 107, 13)
 	f.drain()
 	f.want(a, "pids.current", "4\n")
 	if len(f.killed) != 3 {
@@ -313,18 +251,14 @@ func TestStrictestAncestorWins(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
-			a := f.mkdir(f.h.Root(), "a")
-			b := f.mkdir(a, "b")
-			if err := f.write(a, "pids.max", tc.maxA); err != nil {
-				t.Fatal(err)
-			}
-			if err := f.write(b, "pids.max", tc.maxB); err != nil {
-				t.Fatal(err)
-			}
-			f.task(100, 100, 10)
-			f.attach(b, 100) // attach may exceed a limit of 0
+			a := f.Mkdir(f.h.Root(), "a")
+			b := f.Mkdir(a, "b")
+			f.MustWrite(a, "pids.max", tc.maxA)
+			f.MustWrite(b, "pids.max", tc.maxB)
+			f.Task(100, 100, 10)
+			f.Attach(b, 100) // attach may exceed a limit of 0
 			for i := range tc.forks {
-				f.fork(100, 101+i, 101+i, 11)
+				f.Fork(100, 101+i, 101+i, 11)
 			}
 			f.drain()
 			if len(f.killed) != tc.wantKilled {
@@ -340,20 +274,18 @@ func TestStrictestAncestorWins(t *testing.T) {
 
 func TestAttachMayExceed(t *testing.T) {
 	f := newFixture(t)
-	a := f.mkdir(f.h.Root(), "a")
-	if err := f.write(a, "pids.max", "2"); err != nil {
-		t.Fatal(err)
-	}
+	a := f.Mkdir(f.h.Root(), "a")
+	f.MustWrite(a, "pids.max", "2")
 	for pid := 100; pid < 105; pid++ {
-		f.task(pid, pid, 10)
-		f.attach(a, pid)
+		f.Task(pid, pid, 10)
+		f.Attach(a, pid)
 	}
 	f.drain()
 	f.want(a, "pids.current", "5\n")
 	if len(f.killed) != 0 {
 		t.Errorf("killed %v: moving in must not be refused", f.killed)
 	}
-	f.fork(100, 200, 200, 11)
+	f.Fork(100, 200, 200, 11)
 	f.drain()
 	if !slices.Equal(f.killed, []int{200}) {
 		t.Errorf("killed %v, want [200]", f.killed)
@@ -362,14 +294,12 @@ func TestAttachMayExceed(t *testing.T) {
 
 func TestRefusedTaskMovedToRootIsSpared(t *testing.T) {
 	f := newFixture(t)
-	a := f.mkdir(f.h.Root(), "a")
-	if err := f.write(a, "pids.max", "1"); err != nil {
-		t.Fatal(err)
-	}
-	f.task(100, 100, 10)
-	f.attach(a, 100)
-	f.fork(100, 101, 101, 11) // refused
-	f.attach(f.h.Root(), 101) // moved to the root before the killer ran
+	a := f.Mkdir(f.h.Root(), "a")
+	f.MustWrite(a, "pids.max", "1")
+	f.Task(100, 100, 10)
+	f.Attach(a, 100)
+	f.Fork(100, 101, 101, 11) // refused
+	f.Attach(f.h.Root(), 101) // moved to the root before the killer ran
 	f.drain()
 	if len(f.killed) != 0 {
 		t.Errorf("killed %v: never kill a task of the root container", f.killed)
@@ -377,15 +307,15 @@ func TestRefusedTaskMovedToRootIsSpared(t *testing.T) {
 	f.want(a, "pids.current", "1\n")
 	// A refused task moved to another non-root container is still killed
 	// and still charged nowhere.
-	b := f.mkdir(f.h.Root(), "b")
-	f.fork(100, 102, 102, 12)
-	f.attach(b, 102)
+	b := f.Mkdir(f.h.Root(), "b")
+	f.Fork(100, 102, 102, 12)
+	f.Attach(b, 102)
 	f.drain()
 	if !slices.Equal(f.killed, []int{102}) {
 		t.Errorf("killed %v, want [102]", f.killed)
 	}
 	f.want(b, "pids.current", "0\n")
-	f.r.Exit(102, 0)
+	f.Exit(102)
 	f.want(b, "pids.current", "0\n")
 }
 
@@ -419,20 +349,18 @@ func TestNewThreadOverLimit(t *testing.T) {
 		{name: "old thread left in the root", extra: []int{120}, wantKilled: false, wantA: "3\n"},
 		{name: "thread left in the root, same tick", newer: []int{149}, wantKilled: false, wantA: "3\n"},
 		{name: "thread moved to the root", setup: func(f *fixture, a *core.Container) {
-			f.attach(f.h.Root(), 101)
-			f.fork(100, 102, 100, 100) // a is at 2 again: 100, 102
+			f.Attach(f.h.Root(), 101)
+			f.Fork(100, 102, 100, 100) // a is at 2 again: 100, 102
 		}, wantKilled: false, wantA: "3\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
-			a := f.mkdir(f.h.Root(), "a")
-			if err := f.write(a, "pids.max", "2"); err != nil {
-				t.Fatal(err)
-			}
-			f.task(100, 100, 100)
-			f.task(101, 100, 100)
-			if err := f.r.Attach(a, core.Caller{}, 100, true); err != nil {
+			a := f.Mkdir(f.h.Root(), "a")
+			f.MustWrite(a, "pids.max", "2")
+			f.Task(100, 100, 100)
+			f.Task(101, 100, 100)
+			if err := f.Reg.Attach(a, core.Caller{}, 100, true); err != nil {
 				t.Fatal(err)
 			}
 			if tc.setup != nil {
@@ -440,7 +368,7 @@ func TestNewThreadOverLimit(t *testing.T) {
 			}
 			f.killed = nil
 			for _, tid := range []int{100, 101, 102, 103} {
-				if _, ok := f.procs[tid]; ok {
+				if _, ok := f.Procs[tid]; ok {
 					writeStat(t, f.s.procRoot, 100, tid, 100)
 				}
 			}
@@ -451,7 +379,7 @@ func TestNewThreadOverLimit(t *testing.T) {
 				writeStat(t, f.s.procRoot, 100, tid, 500)
 			}
 			writeStat(t, f.s.procRoot, 100, 150, 500)
-			f.fork(100, 150, 100, 500)
+			f.Fork(100, 150, 100, 500)
 			f.drain()
 			if got := len(f.killed) == 1 && f.killed[0] == 150; got != tc.wantKilled {
 				t.Errorf("killed %v, want killed=%v", f.killed, tc.wantKilled)
