@@ -322,6 +322,23 @@ func TestEngineStickyPIDReuse(t *testing.T) {
 	}
 }
 
+// TestEngineStickyLateForkStamp: a move by hand reports the start time the
+// model holds, which for a task learnt from a fork event is the event's
+// stamp, a few ticks after the start /proc shows under load. The process
+// stays sticky: only a start later than the recorded one is another task.
+func TestEngineStickyLateForkStamp(t *testing.T) {
+	r := newRig(t, "* cpu ruled/\n", "group ruled { cpu { } }\ngroup placed { cpu { } }")
+	p := r.spawn(Process{PID: 100, Name: "/bin/sh"})
+	if err := r.reg.Attach(r.mkdir("cpu", "/placed"), core.Caller{}, 100, true); err != nil {
+		t.Fatal(err)
+	}
+	r.e.NoteManual(100, p.Start+5)
+	r.exec(100, "/bin/next")
+	if got := r.where(100, "cpu"); got != "/placed" {
+		t.Errorf("got %s, want /placed: a fork stamp 5 ticks late is the same process", got)
+	}
+}
+
 func TestEngineExecPlacesBeforeExec(t *testing.T) {
 	r := newRig(t, specRules, specConfig)
 	// cgexec without -g: the rules for the program about to run.

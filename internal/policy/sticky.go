@@ -6,6 +6,8 @@ package policy
 import (
 	"fmt"
 	"syscall"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // Stick says how the rules treat a process after it was placed on
@@ -100,7 +102,10 @@ func (e *Engine) stickyEntry(pid int) (stickyEntry, bool) {
 }
 
 // isSticky tells whether the rules must leave p alone. An entry of an
-// earlier holder of the PID (its exit event lost) is dropped.
+// earlier holder of the PID (its exit event lost) is dropped. The entry's
+// start may be the model's (NoteManual gets the leader's start from the
+// registry, which a fork event may have stamped late) and p's is /proc's,
+// so the comparison is proc.SameStart.
 func (e *Engine) isSticky(p Process) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -111,7 +116,7 @@ func (e *Engine) isSticky(p Process) bool {
 	if s.start == 0 {
 		s.start = p.Start
 		e.sticky[p.PID] = s
-	} else if !sameStart(s.start, p.Start) {
+	} else if !proc.SameStart(s.start, p.Start) {
 		delete(e.sticky, p.PID)
 		return false
 	}
@@ -138,5 +143,3 @@ func (e *Engine) onExit(tgid int) {
 	}
 	e.mu.Unlock()
 }
-
-func sameStart(a, b uint64) bool { return a <= b+1 && b <= a+1 }
