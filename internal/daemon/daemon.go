@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/policy"
 	"github.com/containerfs/containerfs/internal/prio"
+	"github.com/containerfs/containerfs/internal/worker"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,7 +29,7 @@ type Config struct {
 	Proc   string // procfs root, "/proc"
 	Subsys []core.Subsys
 	Debug  bool
-	Logf   func(format string, a ...any)
+	Logf   core.Logf // log.Printf if nil
 
 	// The policy: rules in the cgrules.conf grammar, and a setup in the
 	// cgconfig.conf grammar applied at start (its templates serve the
@@ -53,8 +53,8 @@ type Daemon struct {
 	track *tracker
 
 	// Policy places processes by the rules (internal/policy).
-	Policy    *policy.Engine
-	stopWatch func()
+	Policy *policy.Engine
+	watch  *worker.Worker // reloads the policy when its files change
 
 	mu      sync.Mutex
 	mounts  map[string][]*cgfs.Mount // by directory, oldest first (mounts stack); guarded by mu
@@ -71,16 +71,13 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Proc == "" {
 		cfg.Proc = "/proc"
 	}
-	if cfg.Logf == nil {
-		cfg.Logf = log.Printf
-	}
 	d := &Daemon{cfg: cfg, mounts: map[string][]*cgfs.Mount{}, closed: make(chan struct{})}
 	procs := core.ProcFS{Root: cfg.Proc}
 	d.Reg = core.NewRegistry(procs, cfg.Subsys...)
 	d.Reg.SetSelf(os.Getpid())
 	d.Reg.CloneChildrenByDefault(!cfg.StrictV1)
 	d.Reg.OnRelease(d.release)
-	prio.Raise(cfg.Logf)
+	prio.Raise(cfg.Logf.Printf)
 	removeStaleMounts(cfg.Logf)
 	if err := d.listen(); err != nil {
 		return nil, err
@@ -115,13 +112,13 @@ func New(cfg Config) (*Daemon, error) {
 func (d *Daemon) StartPolicy() {
 	cfg, err := policy.LoadConfig(d.cfg.ConfigFile, d.cfg.ConfigDir)
 	if err != nil {
-		d.cfg.Logf("setup not applied:\n%v", err)
+		d.cfg.Logf.Printf("setup not applied:\n%v", err)
 	} else {
 		for _, w := range cfg.Warnings {
-			d.cfg.Logf("setup: %s", w)
+			d.cfg.Logf.Printf("setup: %s", w)
 		}
 		if err := policy.Apply(policy.CoreModel{Reg: d.Reg}, cfg, policy.ApplyOptions{Mount: d.Mount}); err != nil {
-			d.cfg.Logf("setup: %v", err)
+			d.cfg.Logf.Printf("setup: %v", err)
 		}
 		d.Policy.SetConfig(cfg)
 	}
@@ -129,9 +126,9 @@ func (d *Daemon) StartPolicy() {
 	go func() {
 		t0 := time.Now()
 		moved, err := d.Policy.ClassifyAll()
-		d.cfg.Logf("rules: %d processes placed at start-up in %v", moved, time.Since(t0).Round(time.Millisecond))
+		d.cfg.Logf.Printf("rules: %d processes placed at start-up in %v", moved, time.Since(t0).Round(time.Millisecond))
 		if err != nil {
-			d.cfg.Logf("rules: %v", err)
+			d.cfg.Logf.Printf("rules: %v", err)
 		}
 	}()
 	var watched []string
@@ -140,7 +137,7 @@ func (d *Daemon) StartPolicy() {
 			watched = append(watched, p)
 		}
 	}
-	d.stopWatch = policy.Watch(time.Second, func() { d.ReloadPolicy() }, watched...)
+	d.watch = policy.Watch(time.Second, func() { d.ReloadPolicy() }, watched...)
 }
 
 // ReloadPolicy re-reads the rules and the setup's templates (SIGHUP). The
@@ -149,7 +146,7 @@ func (d *Daemon) StartPolicy() {
 func (d *Daemon) ReloadPolicy() error {
 	cfg, err := policy.LoadConfig(d.cfg.ConfigFile, d.cfg.ConfigDir)
 	if err != nil {
-		d.cfg.Logf("templates not reloaded:\n%v", err)
+		d.cfg.Logf.Printf("templates not reloaded:\n%v", err)
 	} else {
 		d.Policy.SetConfig(cfg)
 	}
@@ -394,7 +391,7 @@ func (d *Daemon) Mount(source, dir, opts string) error {
 		return err
 	}
 	d.mounts[dir] = append(d.mounts[dir], m)
-	d.cfg.Logf("mounted hierarchy %d (%s) at %s", h.ID(), h.Options(), dir)
+	d.cfg.Logf.Printf("mounted hierarchy %d (%s) at %s", h.ID(), h.Options(), dir)
 	return nil
 }
 
@@ -425,8 +422,8 @@ func (d *Daemon) Close() error {
 
 func (d *Daemon) close() error {
 	d.ln.Close()
-	if d.stopWatch != nil {
-		d.stopWatch()
+	if d.watch != nil {
+		<-d.watch.Stop() // a reload under way ends first: none runs after Close
 	}
 	d.track.close()
 	os.Remove(d.cfg.Socket)
@@ -488,14 +485,14 @@ func (d *Daemon) ProcCgroups() []string {
 }
 
 // removeStaleMounts unmounts mounts of our type whose server is gone.
-func removeStaleMounts(logf func(string, ...any)) {
+func removeStaleMounts(logf core.Logf) {
 	for _, dir := range ownMounts() {
 		var st unix.Statfs_t
 		if err := unix.Statfs(dir, &st); errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED) {
 			if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-				logf("stale mount %s: %v", dir, err)
+				logf.Printf("stale mount %s: %v", dir, err)
 			} else {
-				logf("removed stale mount %s", dir)
+				logf.Printf("removed stale mount %s", dir)
 			}
 		}
 	}

@@ -241,13 +241,15 @@ func (d *Daemon) ServeMetrics(addr string) error {
 	d.mu.Unlock()
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.cfg.Logf("metrics: %v", err)
+			d.cfg.Logf.Printf("metrics: %v", err)
 		}
 	}()
 	return nil
 }
 
 // logger adapts Logf to promhttp's logger.
-type logger struct{ logf func(string, ...any) }
+type logger struct{ logf core.Logf }
 
-func (l logger) Println(v ...any) { l.logf("metrics: %s", strings.TrimSpace(fmt.Sprintln(v...))) }
+func (l logger) Println(v ...any) {
+	l.logf.Printf("metrics: %s", strings.TrimSpace(fmt.Sprintln(v...)))
+}

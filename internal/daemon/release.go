@@ -24,7 +24,7 @@ func (d *Daemon) release(h *core.Hierarchy, path string) {
 		Dir:  "/",
 	}
 	if !filepath.IsAbs(agent) {
-		d.cfg.Logf("release agent %q is not an absolute path; not run for %s", agent, path)
+		d.cfg.Logf.Printf("release agent %q is not an absolute path; not run for %s", agent, path)
 		return
 	}
 	// Started from a thread of its own put back to ordinary scheduling, so
@@ -40,6 +40,6 @@ func (d *Daemon) release(h *core.Hierarchy, path string) {
 		}
 	}()
 	if err := <-started; err != nil {
-		d.cfg.Logf("release agent for %s: %v", path, err)
+		d.cfg.Logf.Printf("release agent for %s: %v", path, err)
 	}
 }

@@ -3,12 +3,12 @@
 package policy
 
 import (
-	"log"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/procevent"
 )
 
@@ -29,7 +29,7 @@ type Options struct {
 	// StickTree if zero, as a container manager that writes its init's
 	// pid to cgroup.procs wants its whole tree to stay.
 	Manual Stick
-	Logf   func(format string, a ...any) // log.Printf if nil
+	Logf   core.Logf // log.Printf if nil
 	// Clock is CLOCK_MONOTONIC in ns, the clock of the connector's
 	// timestamps (tests may fake it).
 	Clock func() uint64
@@ -97,9 +97,6 @@ func New(o Options) *Engine {
 	if o.Manual == StickNone {
 		o.Manual = StickTree
 	}
-	if o.Logf == nil {
-		o.Logf = log.Printf
-	}
 	if o.Clock == nil {
 		o.Clock = procevent.Now // no syscall: the engine reads it per fork
 	}
@@ -130,14 +127,14 @@ func (e *Engine) Reload() error {
 	}
 	rs, err := LoadRules(e.o.RulesFile, e.o.RulesDir, ParseOptions{Users: e.o.Users, Controllers: e.o.Known})
 	if err != nil {
-		e.o.Logf("rules not reloaded, the previous %d stay in force:\n%v", e.Rules().Len(), err)
+		e.o.Logf.Printf("rules not reloaded, the previous %d stay in force:\n%v", e.Rules().Len(), err)
 		return err
 	}
 	for _, w := range rs.Warnings {
-		e.o.Logf("rules: %s", w)
+		e.o.Logf.Printf("rules: %s", w)
 	}
 	e.rules.Store(rs)
-	e.o.Logf("rules: %d lines from %s", rs.Len(), orNone(strings.Join(rs.Files, ", ")))
+	e.o.Logf.Printf("rules: %d lines from %s", rs.Len(), orNone(strings.Join(rs.Files, ", ")))
 	return nil
 }
 
@@ -172,7 +169,7 @@ func (e *Engine) warnLocked(key, format string, a ...any) {
 		clear(e.warned)
 	}
 	e.warned[key] = struct{}{}
-	e.o.Logf(format, a...)
+	e.o.Logf.Printf(format, a...)
 }
 
 const maxWarned = 1024 // messages remembered by warn

@@ -128,7 +128,7 @@ func (e *Engine) Lost(done func(moved int)) {
 				moved, err := e.ClassifyAll()
 				total += moved
 				if err != nil {
-					e.o.Logf("policy: classifying again after lost events: %v", err)
+					e.o.Logf.Printf("policy: classifying again after lost events: %v", err)
 				}
 			}
 			e.passing.Store(false)
