@@ -15,9 +15,10 @@ import (
 // tracker keeps the model's task set true: it applies fork and exit events
 // from the proc connector and, when events were lost, resynchronises from
 // /proc. Userspace learns of a fork after it happened: between the fork and
-// the event's arrival (tens of microseconds, see FIELD-NOTES) the child is
-// in no container of ours, and a child that forks again meanwhile is placed
-// correctly only because events from one socket arrive in order.
+// the event's arrival (tens of microseconds: docs/field-notes.md, "Proc
+// connector") the child is in no container of ours, and a child that forks
+// again meanwhile is placed correctly only because events from one socket
+// arrive in order.
 type tracker struct {
 	reg  *core.Registry
 	src  procevent.Source

@@ -30,9 +30,9 @@
 // the policy's own with Caller), never by touching a process. The daemon
 // learns of an exec after it happened: the program runs in its old
 // containers for the time the event takes to arrive (tens of
-// microseconds, see FIELD-NOTES). Exec, like cgexec, avoids even that by
-// moving the process before it execs. Forks racing a move are handled as
-// Engine's comment explains.
+// microseconds: docs/field-notes.md, "Proc connector"). Exec, like cgexec,
+// avoids even that by moving the process before it execs. Forks racing a
+// move are handled as Engine's comment explains.
 //
 // # What it must never do
 //

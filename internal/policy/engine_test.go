@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -10,8 +11,9 @@ import (
 	"github.com/containerfs/containerfs/internal/procevent"
 )
 
-// specRules is the SPEC's example, adapted to the test hierarchies, with a
-// rule of each option.
+// specRules is an example cgrules.conf in libcgroup's grammar (cgrules.conf(5):
+// @group, process names, % continuation, templates), adapted to the test
+// hierarchies, with a rule of each option.
 const specRules = `
 @kvm                  cpu,cpuacct  guests/%u
 *:qemu-system-x86_64  cpu          guests/
@@ -536,7 +538,7 @@ func TestReload(t *testing.T) {
 	r := newRig(t, "", "group a { cpu { } }\ngroup b { cpu { } }")
 	r.e.o.RulesFile, r.e.o.RulesDir = dir+"/rules.conf", dir+"/rules.d"
 	write := func(s string) {
-		if err := writeFile(dir+"/rules.conf", s); err != nil {
+		if err := os.WriteFile(dir+"/rules.conf", []byte(s), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
