@@ -1,3 +1,6 @@
+// Metrics in the Prometheus text format: the daemon's own counters and each
+// container's figures, read from its control files at every scrape.
+
 package daemon
 
 import (

@@ -1,3 +1,6 @@
+// Release agents: what runs when a container with notify_on_release
+// becomes empty, as cgroup v1 runs it.
+
 package daemon
 
 import (

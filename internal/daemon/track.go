@@ -1,3 +1,6 @@
+// The tracker: the model's task set kept true from proc connector events
+// (or polls of /proc), resynchronised from /proc when events are lost.
+
 package daemon
 
 import (
