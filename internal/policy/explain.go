@@ -1,3 +1,5 @@
+// Explain: which rule places a process and why, or why none does.
+
 package policy
 
 import (

@@ -1,3 +1,6 @@
+// Processes as the rules see them: read from /proc (ProcFS), with the name
+// libcgroup matches rules against.
+
 package policy
 
 import (

@@ -1,3 +1,5 @@
+// Watch: noticing that the policy's files changed, by polling them.
+
 package policy
 
 import (

@@ -1,3 +1,6 @@
+// The Poller: fork and exit events made by diffing scans of /proc, where
+// the proc connector cannot be had.
+
 package procevent
 
 import (

@@ -1,3 +1,5 @@
+// Scanning /proc: every thread on the machine (Scan), or one (ReadTask).
+
 package procevent
 
 import (
