@@ -1,3 +1,6 @@
+// Latency histograms: fork-to-placement and exec-to-rules, cheap enough to
+// record for every event, shown by `containerfs stats` and the metrics.
+
 package daemon
 
 import (

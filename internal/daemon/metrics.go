@@ -1,3 +1,6 @@
+// Metrics in the Prometheus text format: the daemon's own counters and each
+// container's figures, read from its control files at every scrape.
+
 package daemon
 
 import (
@@ -241,13 +244,15 @@ func (d *Daemon) ServeMetrics(addr string) error {
 	d.mu.Unlock()
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.cfg.Logf("metrics: %v", err)
+			d.cfg.Logf.Printf("metrics: %v", err)
 		}
 	}()
 	return nil
 }
 
 // logger adapts Logf to promhttp's logger.
-type logger struct{ logf func(string, ...any) }
+type logger struct{ logf core.Logf }
 
-func (l logger) Println(v ...any) { l.logf("metrics: %s", strings.TrimSpace(fmt.Sprintln(v...))) }
+func (l logger) Println(v ...any) {
+	l.logf.Printf("metrics: %s", strings.TrimSpace(fmt.Sprintln(v...)))
+}

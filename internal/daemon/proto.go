@@ -1,3 +1,6 @@
+// The control socket's protocol, the client side included: one JSON
+// Request and one JSON Reply per connection, errors carried as errnos.
+
 package daemon
 
 import (

@@ -1,3 +1,6 @@
+// Release agents: what runs when a container with notify_on_release
+// becomes empty, as cgroup v1 runs it.
+
 package daemon
 
 import (
@@ -24,7 +27,7 @@ func (d *Daemon) release(h *core.Hierarchy, path string) {
 		Dir:  "/",
 	}
 	if !filepath.IsAbs(agent) {
-		d.cfg.Logf("release agent %q is not an absolute path; not run for %s", agent, path)
+		d.cfg.Logf.Printf("release agent %q is not an absolute path; not run for %s", agent, path)
 		return
 	}
 	// Started from a thread of its own put back to ordinary scheduling, so
@@ -40,6 +43,6 @@ func (d *Daemon) release(h *core.Hierarchy, path string) {
 		}
 	}()
 	if err := <-started; err != nil {
-		d.cfg.Logf("release agent for %s: %v", path, err)
+		d.cfg.Logf.Printf("release agent for %s: %v", path, err)
 	}
 }

@@ -1,3 +1,6 @@
+// The tracker: the model's task set kept true from proc connector events
+// (or polls of /proc), resynchronised from /proc when events are lost.
+
 package daemon
 
 import (
@@ -15,14 +18,15 @@ import (
 // tracker keeps the model's task set true: it applies fork and exit events
 // from the proc connector and, when events were lost, resynchronises from
 // /proc. Userspace learns of a fork after it happened: between the fork and
-// the event's arrival (tens of microseconds, see FIELD-NOTES) the child is
-// in no container of ours, and a child that forks again meanwhile is placed
-// correctly only because events from one socket arrive in order.
+// the event's arrival (tens of microseconds: docs/field-notes.md, "Proc
+// connector") the child is in no container of ours, and a child that forks
+// again meanwhile is placed correctly only because events from one socket
+// arrive in order.
 type tracker struct {
 	reg  *core.Registry
 	src  procevent.Source
 	proc string
-	logf func(string, ...any)
+	logf core.Logf
 
 	// bootOffset converts the connector's CLOCK_MONOTONIC stamps to the
 	// CLOCK_BOOTTIME that /proc's start times count from, in ns.
@@ -47,15 +51,15 @@ type tracker struct {
 // architecture containerfs runs on.
 const clkTck = 100
 
-func newTracker(reg *core.Registry, proc string, logf func(string, ...any)) *tracker {
+func newTracker(reg *core.Registry, proc string, logf core.Logf) *tracker {
 	t := &tracker{reg: reg, proc: proc, logf: logf}
 	src, err := procevent.Listen(procevent.Options{})
 	if err != nil {
-		logf("WARNING: proc connector unavailable (%v): falling back to polling %s every 100 ms; "+
+		logf.Printf("WARNING: proc connector unavailable (%v): falling back to polling %s every 100 ms; "+
 			"new tasks join their parent's containers up to 100 ms late", err, proc)
 		p, perr := procevent.NewPoller(procevent.Options{ProcRoot: proc})
 		if perr != nil {
-			logf("WARNING: cannot poll %s either (%v): tasks are tracked only at start-up", proc, perr)
+			logf.Printf("WARNING: cannot poll %s either (%v): tasks are tracked only at start-up", proc, perr)
 			return t
 		}
 		t.src = p
@@ -82,7 +86,7 @@ func (t *tracker) resync() {
 	t.measureOffset()
 	tasks, err := procevent.Scan(t.proc)
 	if err != nil {
-		t.logf("resync: %v", err)
+		t.logf.Printf("resync: %v", err)
 		return
 	}
 	scan := make([]core.ScanTask, len(tasks))
@@ -95,7 +99,7 @@ func (t *tracker) resync() {
 	added, removed := t.reg.Resync(scan)
 	n := t.resyncs.Add(1)
 	if n > 1 {
-		t.logf("resync %d: %d tasks added, %d removed", n-1, added, removed)
+		t.logf.Printf("resync %d: %d tasks added, %d removed", n-1, added, removed)
 	}
 }
 
@@ -109,13 +113,13 @@ func (t *tracker) run() {
 		switch {
 		case errors.Is(err, procevent.ErrLost):
 			t.losses.Add(1)
-			t.logf("proc connector: %v; resynchronising from %s", err, t.proc)
+			t.logf.Printf("proc connector: %v; resynchronising from %s", err, t.proc)
 			t.resync()
 			t.lost()
 		case errors.Is(err, os.ErrClosed):
 			return
 		case err != nil:
-			t.logf("proc connector: %v", err)
+			t.logf.Printf("proc connector: %v", err)
 			time.Sleep(10 * time.Millisecond)
 		}
 		if t.apply(evs) {

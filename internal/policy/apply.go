@@ -1,3 +1,6 @@
+// Apply: making a Config true on the model: its mounts, then its groups
+// with their owners, modes and settings, in the order written.
+
 package policy
 
 import (

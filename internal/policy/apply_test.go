@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/testutil"
 )
 
 // registryMounter mounts hierarchies in a registry only, and remembers
@@ -148,7 +149,7 @@ func TestApplyExamples(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
 			d := filepath.Join(dir, strings.TrimSuffix(tc.file, ".conf"))
-			reg := core.NewRegistry(noProcs{}, knobs()...)
+			reg := core.NewRegistry(testutil.Procs{}, knobs()...)
 			m := newMounter(reg)
 			if err := Apply(CoreModel{reg}, loadExample(t, tc.file, d), m.options()); err != nil {
 				t.Fatalf("Apply: %v", err)
@@ -181,19 +182,11 @@ func readValue(t *testing.T, reg *core.Registry, ctrl, path, file string) string
 	if err != nil {
 		t.Fatalf("%s %s: %v", ctrl, path, err)
 	}
-	e, ok := c.Lookup(file)
-	if !ok || e.File == nil {
-		t.Fatalf("%s %s: no file %s", ctrl, path, file)
-	}
-	v, err := reg.ReadFile(c, e.File)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSuffix(v, "\n")
+	return strings.TrimSuffix(testutil.Read(t, reg, c, file), "\n")
 }
 
 func TestApplyErrors(t *testing.T) {
-	reg := core.NewRegistry(noProcs{}, knobs()...)
+	reg := core.NewRegistry(testutil.Procs{}, knobs()...)
 	reg.Mount("cpu")
 	src := `group a { cpu { cpu.shares = 1; } }
 group b { freezer { } }
@@ -268,7 +261,7 @@ func dump(t *testing.T, reg *core.Registry) []string {
 // files, perm sections, and a chown made by hand.
 func buildLive(t *testing.T) (*core.Registry, map[*core.Hierarchy][]string) {
 	t.Helper()
-	reg := core.NewRegistry(noProcs{}, knobs()...)
+	reg := core.NewRegistry(testutil.Procs{}, knobs()...)
 	m := newMounter(reg)
 	dir := t.TempDir()
 	src := fmt.Sprintf(`
@@ -339,7 +332,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parse of the snapshot: %v\n%s", err, text)
 			}
-			fresh := core.NewRegistry(noProcs{}, knobs()...)
+			fresh := core.NewRegistry(testutil.Procs{}, knobs()...)
 			if err := Apply(CoreModel{fresh}, parsed, newMounter(fresh).options()); err != nil {
 				t.Fatalf("Apply of the snapshot: %v\n%s", err, text)
 			}

@@ -1,3 +1,6 @@
+// The cgconfig.conf format (libcgroup): its types, loading a main file and
+// drop-ins, parsing, and writing a Config back (Format).
+
 package policy
 
 import (

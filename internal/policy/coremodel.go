@@ -1,3 +1,7 @@
+// The model the policy acts on (Tree, Model), its implementation over a
+// core.Registry, acting as the policy (Caller), and lookups of hierarchies
+// by controller.
+
 package policy
 
 import (

@@ -12,13 +12,17 @@
 //     apply.go makes a Config true on the model (Apply), and snapshot.go
 //     describes the live model as one (Snapshot), so that applying a
 //     snapshot to a fresh registry makes an equal tree.
-//   - engine.go is the rules engine, cgrulesengd's part: the daemon's
-//     tracker hands it every proc connector event (HandleEvent); on exec,
-//     uid and gid change it reads the process from /proc and moves its
-//     whole thread group where the first matching rule says, all
-//     hierarchies or none. ClassifyAll does the same for every process at
-//     start-up; Classify and Exec are cgclassify and cgexec (-g spec.go);
-//     Explain says which rule matched a process and why.
+//   - The Engine (engine.go) is the rules engine, cgrulesengd's part. Its
+//     entry points (entry.go): the daemon's tracker hands it every proc
+//     connector event (HandleEvent); on exec, uid and gid change it reads
+//     the process from /proc (proc.go) and moves its whole thread group
+//     where the first matching rule says (decide.go), into containers it
+//     finds or makes from templates (dest.go), all hierarchies or none,
+//     and makes children forked during a racing move follow (move.go).
+//     ClassifyAll does the same for every process at start-up; Classify
+//     and Exec are cgclassify and cgexec (-g spec.go), and leave what they
+//     placed alone (sticky.go); Explain says which rule matched a process
+//     and why.
 //
 // # How it enforces
 //
@@ -26,9 +30,9 @@
 // the policy's own with Caller), never by touching a process. The daemon
 // learns of an exec after it happened: the program runs in its old
 // containers for the time the event takes to arrive (tens of
-// microseconds, see FIELD-NOTES). Exec, like cgexec, avoids even that by
-// moving the process before it execs. Forks racing a move are handled as
-// Engine's comment explains.
+// microseconds: docs/field-notes.md, "Proc connector"). Exec, like cgexec,
+// avoids even that by moving the process before it execs. Forks racing a
+// move are handled as Engine's comment explains.
 //
 // # What it must never do
 //

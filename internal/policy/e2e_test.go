@@ -46,6 +46,7 @@ func waitCgroup(t *testing.T, d *testutil.Daemon, pid int, want string) {
 }
 
 func TestDaemonPolicy(t *testing.T) {
+	testutil.Short(t) // builds and starts a daemon, mounts, runs processes
 	var rnd [4]byte
 	rand.Read(rnd[:])
 	name := "pol" + hex.EncodeToString(rnd[:])

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -10,8 +11,9 @@ import (
 	"github.com/containerfs/containerfs/internal/procevent"
 )
 
-// specRules is the SPEC's example, adapted to the test hierarchies, with a
-// rule of each option.
+// specRules is an example cgrules.conf in libcgroup's grammar (cgrules.conf(5):
+// @group, process names, % continuation, templates), adapted to the test
+// hierarchies, with a rule of each option.
 const specRules = `
 @kvm                  cpu,cpuacct  guests/%u
 *:qemu-system-x86_64  cpu          guests/
@@ -322,6 +324,23 @@ func TestEngineStickyPIDReuse(t *testing.T) {
 	}
 }
 
+// TestEngineStickyLateForkStamp: a move by hand reports the start time the
+// model holds, which for a task learnt from a fork event is the event's
+// stamp, a few ticks after the start /proc shows under load. The process
+// stays sticky: only a start later than the recorded one is another task.
+func TestEngineStickyLateForkStamp(t *testing.T) {
+	r := newRig(t, "* cpu ruled/\n", "group ruled { cpu { } }\ngroup placed { cpu { } }")
+	p := r.spawn(Process{PID: 100, Name: "/bin/sh"})
+	if err := r.reg.Attach(r.mkdir("cpu", "/placed"), core.Caller{}, 100, true); err != nil {
+		t.Fatal(err)
+	}
+	r.e.NoteManual(100, p.Start+5)
+	r.exec(100, "/bin/next")
+	if got := r.where(100, "cpu"); got != "/placed" {
+		t.Errorf("got %s, want /placed: a fork stamp 5 ticks late is the same process", got)
+	}
+}
+
 func TestEngineExecPlacesBeforeExec(t *testing.T) {
 	r := newRig(t, specRules, specConfig)
 	// cgexec without -g: the rules for the program about to run.
@@ -519,7 +538,7 @@ func TestReload(t *testing.T) {
 	r := newRig(t, "", "group a { cpu { } }\ngroup b { cpu { } }")
 	r.e.o.RulesFile, r.e.o.RulesDir = dir+"/rules.conf", dir+"/rules.d"
 	write := func(s string) {
-		if err := writeFile(dir+"/rules.conf", s); err != nil {
+		if err := os.WriteFile(dir+"/rules.conf", []byte(s), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,8 +1,12 @@
+// Explain: which rule places a process and why, or why none does.
+
 package policy
 
 import (
 	"fmt"
 	"strings"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // Explain tells which rule places process pid and why, or why none does:
@@ -45,7 +49,7 @@ func (e *Engine) Explain(pid int) string {
 		b.WriteString("not classified: a kernel thread\n")
 	case p.PID == e.o.Self:
 		b.WriteString("not classified: the containerfs daemon stays in its root containers\n")
-	case ok && (s.start == 0 || sameStart(s.start, p.Start)):
+	case ok && (s.start == 0 || proc.SameStart(s.start, p.Start)):
 		mode := StickSelf
 		if s.tree {
 			mode = StickTree

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/procevent"
+	"github.com/containerfs/containerfs/internal/testutil"
 )
 
 // knob is a test subsystem with one file of each kind: shares (read and
@@ -287,15 +287,5 @@ func (r *rig) read(ctrl, path, file string) string {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	e, ok := c.Lookup(file)
-	if !ok || e.File == nil {
-		r.t.Fatalf("%s %s: no file %s", ctrl, path, file)
-	}
-	v, err := r.reg.ReadFile(c, e.File)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return strings.TrimSuffix(v, "\n")
+	return strings.TrimSuffix(testutil.Read(r.t, r.reg, c, file), "\n")
 }
-
-func writeFile(name, s string) error { return os.WriteFile(name, []byte(s), 0o644) }

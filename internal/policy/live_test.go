@@ -17,21 +17,9 @@ import (
 
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/procevent"
+	"github.com/containerfs/containerfs/internal/testutil"
 	"golang.org/x/sys/unix"
 )
-
-// needRoot skips a test that needs the proc connector (root), except
-// under CI=true, where it must run.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("CI=true but this test needs root for the proc connector")
-	}
-	t.Skip("needs root for the proc connector")
-}
 
 // liveRig is the daemon's wiring in miniature: a registry of the real
 // machine's tasks, kept by a tracker loop fed by the real proc connector,
@@ -51,7 +39,7 @@ type liveRig struct {
 
 func startLive(t *testing.T, rules string, name string) *liveRig {
 	t.Helper()
-	needRoot(t)
+	testutil.RequireRoot(t) // the proc connector needs CAP_NET_ADMIN
 	r := &liveRig{done: make(chan struct{}), execLag: map[int]time.Duration{}}
 	r.reg = core.NewRegistry(core.ProcFS{Root: "/proc"})
 	r.reg.SetSelf(os.Getpid())

@@ -1,7 +1,9 @@
+// Processes as the rules see them: read from /proc (ProcFS), with the name
+// libcgroup matches rules against.
+
 package policy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // Process is what the rules look at in a process: who runs it and what it
@@ -42,12 +46,19 @@ type ProcFS struct{ Root string }
 var _ Procs = ProcFS{}
 
 const (
-	pfKthread  = 0x00200000 // PF_KTHREAD in stat's flags
-	schedFIFO  = 1
-	schedRR    = 2
 	commLen    = 15 // TASK_COMM_LEN - 1
 	deletedSfx = " (deleted)"
 )
+
+// gone is a read error as Process returns it: a file that could not be
+// read means the process is gone (ESRCH); one that reads malformed stays
+// as it is.
+func gone(err error) error {
+	if errors.Is(err, proc.ErrMalformed) {
+		return err
+	}
+	return syscall.ESRCH
+}
 
 func (p ProcFS) root() string {
 	if p.Root == "" {
@@ -60,24 +71,23 @@ func (p ProcFS) root() string {
 // cmdline. The comm is stat's second field, as /proc/PID/comm shows it.
 func (p ProcFS) Process(pid int) (Process, error) {
 	dir := fmt.Sprintf("%s/%d", p.root(), pid)
-	stat, err := os.ReadFile(dir + "/stat")
+	st, err := proc.ReadStat(p.root(), pid)
 	if err != nil {
-		return Process{}, fmt.Errorf("process %d: %w", pid, syscall.ESRCH)
+		return Process{}, fmt.Errorf("process %d: %w", pid, gone(err))
 	}
-	pr, err := parseStat(stat)
+	if !st.HasPolicy() {
+		return Process{}, fmt.Errorf("process %d: stat has no field 41 (policy): %w", pid, proc.ErrMalformed)
+	}
+	pr := Process{
+		PID: pid, PPID: st.PPID, Start: st.Start, Comm: st.Comm,
+		RT: st.RealTime(), Kernel: st.Kernel(),
+	}
+	status, err := proc.ReadStatus(p.root(), pid)
 	if err != nil {
-		return Process{}, fmt.Errorf("process %d: %w", pid, err)
+		return Process{}, fmt.Errorf("process %d: %w", pid, gone(err))
 	}
-	pr.PID = pid
-	status, err := os.ReadFile(dir + "/status")
-	if err != nil {
-		return Process{}, fmt.Errorf("process %d: %w", pid, syscall.ESRCH)
-	}
-	tgid, err := parseStatus(status, &pr)
-	if err != nil {
-		return Process{}, fmt.Errorf("process %d: %w", pid, err)
-	}
-	if tgid != pid {
+	pr.EUID, pr.EGID = status.UID[proc.Effective], status.GID[proc.Effective]
+	if tgid := status.TGID; tgid != pid {
 		// A thread's ID: /proc/TID exists for threads too, but rules
 		// classify processes.
 		return Process{}, fmt.Errorf("%d is a thread of process %d: %w", pid, tgid, syscall.ESRCH)
@@ -133,73 +143,6 @@ func prefixEqual(name, comm string) bool {
 		name = name[:commLen]
 	}
 	return name == comm && comm != ""
-}
-
-// parseStat reads ppid, flags, start time and policy from a stat line,
-// counting fields after the last ')' since comm may hold anything.
-func parseStat(b []byte) (Process, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return Process{}, errors.New("malformed stat")
-	}
-	open := bytes.IndexByte(b, '(')
-	if open < 0 || open > i {
-		return Process{}, errors.New("malformed stat")
-	}
-	f := strings.Fields(string(b[i+1:])) // f[0] is field 3, state
-	if len(f) < 41-2 {
-		return Process{}, fmt.Errorf("stat has %d fields, want 41", len(f)+2)
-	}
-	field := func(n int) string { return f[n-3] }
-	pr := Process{Comm: string(b[open+1 : i])}
-	var err error
-	if pr.PPID, err = strconv.Atoi(field(4)); err != nil {
-		return Process{}, fmt.Errorf("stat ppid: %w", err)
-	}
-	flags, _ := strconv.ParseUint(field(9), 10, 64)
-	pr.Kernel = flags&pfKthread != 0
-	if pr.Start, err = strconv.ParseUint(field(22), 10, 64); err != nil {
-		return Process{}, fmt.Errorf("stat start time: %w", err)
-	}
-	policy, _ := strconv.Atoi(field(41))
-	pr.RT = policy == schedFIFO || policy == schedRR
-	return pr, nil
-}
-
-// parseStatus reads the thread group and the effective IDs.
-func parseStatus(b []byte, pr *Process) (tgid int, err error) {
-	seen := 0
-	for line := range bytes.Lines(b) {
-		key, val, _ := bytes.Cut(line, []byte(":"))
-		f := strings.Fields(string(val))
-		switch string(key) {
-		case "Tgid":
-			if len(f) < 1 {
-				return 0, errors.New("status: empty Tgid")
-			}
-			tgid, err = strconv.Atoi(f[0])
-		case "Uid", "Gid":
-			if len(f) < 2 {
-				return 0, fmt.Errorf("status: %s has %d IDs", key, len(f))
-			}
-			var v uint64
-			v, err = strconv.ParseUint(f[1], 10, 32)
-			if string(key) == "Uid" {
-				pr.EUID = uint32(v)
-			} else {
-				pr.EGID = uint32(v)
-			}
-		default:
-			continue
-		}
-		if err != nil {
-			return 0, fmt.Errorf("status %s: %w", key, err)
-		}
-		if seen++; seen == 3 {
-			return tgid, nil
-		}
-	}
-	return 0, errors.New("status: want Tgid, Uid and Gid lines")
 }
 
 // PIDs lists the numeric entries of /proc: the processes.

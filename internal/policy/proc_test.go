@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // statLine makes a /proc/PID/stat line: pid (comm) and fields 3 to 52,
@@ -54,7 +56,7 @@ func TestProcFSFake(t *testing.T) {
 	fakeProc(t, root, 11, 11, "cfs-policy-test", "/tmp/x/cfs-policy-test-sleep-abc (deleted)", []string{"x"}, "", 1, 0)
 	fakeProc(t, root, 12, 12, "backup-job", "/usr/bin/python3.11", []string{"python3", "backup-job"}, scripts, 0, 0)
 	fakeProc(t, root, 13, 13, "a) (b", "/usr/bin/busybox", []string{"a) (b"}, "", 2, 0)
-	fakeProc(t, root, 14, 14, "kworker/0:1", "", nil, "", 0, pfKthread)
+	fakeProc(t, root, 14, 14, "kworker/0:1", "", nil, "", 0, proc.PFKthread)
 	fakeProc(t, root, 15, 10, "sleep", "/usr/bin/sleep", nil, "", 0, 0)
 	tests := []struct {
 		pid      int

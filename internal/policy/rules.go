@@ -1,3 +1,6 @@
+// The cgrules.conf format (libcgroup): rules, loading a main file and
+// drop-ins, parsing each line, and destinations with templates.
+
 package policy
 
 import (

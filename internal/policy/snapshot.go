@@ -1,3 +1,6 @@
+// Snapshot: the live model described as a Config, so that applying it to a
+// fresh registry makes an equal tree.
+
 package policy
 
 import (

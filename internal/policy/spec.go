@@ -1,3 +1,6 @@
+// The -g controllers:path arguments of cgexec, cgclassify and the group
+// tools (Spec).
+
 package policy
 
 import (

@@ -1,3 +1,6 @@
+// libcgroup's group tools over the model: cgcreate, cgdelete, cgset,
+// cgget and lscgroup.
+
 package policy
 
 import (

@@ -1,3 +1,6 @@
+// Users and groups: names and IDs for rules and perm sections, from the
+// system's databases, cached until Flush (a reload of the rules).
+
 package policy
 
 import (

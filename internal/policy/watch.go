@@ -1,3 +1,5 @@
+// Watch: noticing that the policy's files changed, by polling them.
+
 package policy
 
 import (
@@ -6,42 +8,35 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/containerfs/containerfs/internal/worker"
 )
 
 // Watch calls onChange whenever one of paths changes: a file's size,
 // modification time or inode (editors replace files by rename), its
 // appearance or disappearance, or for a directory the same of any entry in
-// it. It polls every interval (a second is plenty for configuration) and
-// returns a function that stops it. onChange runs on the watcher's
-// goroutine, one call at a time. Polling the modification time needs no
-// privilege and survives the directory being removed and made again,
-// which inotify watches do not.
-func Watch(interval time.Duration, onChange func(), paths ...string) (stop func()) {
+// it. It polls every interval (a second is plenty for configuration) on a
+// worker, which the caller stops (a Wake makes it look at once). onChange
+// runs on the worker's goroutine, one call at a time. Polling the
+// modification time needs no privilege and survives the directory being
+// removed and made again, which inotify watches do not.
+func Watch(interval time.Duration, onChange func(), paths ...string) *worker.Worker {
 	if interval <= 0 {
 		interval = time.Second
 	}
-	done := make(chan struct{})
-	var once sync.Once
 	last := fingerprint(paths)
-	go func() {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
+	w := worker.New()
+	w.Start(func() {
+		for w.Wait(interval) {
 			if cur := fingerprint(paths); cur != last {
 				last = cur
 				onChange()
 			}
 		}
-	}()
-	return func() { once.Do(func() { close(done) }) }
+	})
+	return w
 }
 
 // fingerprint describes the state of paths in one string.

@@ -12,8 +12,8 @@ func TestWatch(t *testing.T) {
 	main := filepath.Join(dir, "rules.conf")
 	d := filepath.Join(dir, "rules.d")
 	changes := make(chan struct{}, 16)
-	stop := Watch(10*time.Millisecond, func() { changes <- struct{}{} }, main, d)
-	defer stop()
+	w := Watch(10*time.Millisecond, func() { changes <- struct{}{} }, main, d)
+	defer w.Stop()
 	expect := func(what string) {
 		t.Helper()
 		select {
@@ -45,6 +45,10 @@ func TestWatch(t *testing.T) {
 	os.Remove(filepath.Join(d, "a.conf"))
 	expect("drop-in removed")
 	quiet("settled")
-	stop()
-	stop() // twice is fine
+	select {
+	case <-w.Stop():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watcher did not stop")
+	}
+	<-w.Stop() // twice is fine
 }

@@ -1,3 +1,6 @@
+// Now: CLOCK_MONOTONIC, the clock of event timestamps, read without a
+// system call.
+
 package procevent
 
 import (

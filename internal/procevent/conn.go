@@ -1,3 +1,6 @@
+// The proc connector: Conn, which listens for events and detects their
+// loss, over a netlink socket or a replay of recorded messages.
+
 package procevent
 
 import (

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -113,7 +114,7 @@ func TestCloseUnblocksReceive(t *testing.T) {
 	for name, open := range map[string]func(t *testing.T) Source{
 		"replay": func(t *testing.T) Source { return Replay(nil) },
 		"live": func(t *testing.T) Source {
-			needRoot(t)
+			testutil.RequireRoot(t)
 			c, err := Listen(Options{})
 			if err != nil {
 				t.Fatal(err)
@@ -158,7 +159,7 @@ func TestCloseUnblocksReceive(t *testing.T) {
 
 // TestLive watches a shell fork a sleep and wait for it.
 func TestLive(t *testing.T) {
-	needRoot(t)
+	testutil.RequireRoot(t)
 	c, err := Listen(Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +215,8 @@ func TestLive(t *testing.T) {
 // TestLiveOverrun fills a tiny receive buffer by forking children without
 // reading, then checks that Receive reports the loss once and carries on.
 func TestLiveOverrun(t *testing.T) {
-	needRoot(t)
+	testutil.Short(t) // a fork storm until the socket overruns: seconds
+	testutil.RequireRoot(t)
 	c, err := Listen(Options{RcvBuf: 16 << 10})
 	if err != nil {
 		t.Fatal(err)

@@ -1,3 +1,6 @@
+// Events and their decoding from the connector's netlink messages, with
+// no I/O.
+
 package procevent
 
 import (

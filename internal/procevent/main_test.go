@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 )
@@ -44,17 +43,4 @@ func helper(ctx context.Context, name string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+name)
 	return cmd
-}
-
-// needRoot skips a live test unless it runs as root; under CI=true it
-// fails instead.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if strings.EqualFold(os.Getenv("CI"), "true") {
-		t.Fatal("live proc connector tests need root, and CI=true forbids skipping")
-	}
-	t.Skip("needs root (CAP_NET_ADMIN) for the proc connector")
 }

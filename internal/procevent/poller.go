@@ -1,3 +1,6 @@
+// The Poller: fork and exit events made by diffing scans of /proc, where
+// the proc connector cannot be had.
+
 package procevent
 
 import (
@@ -8,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/worker"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,14 +22,14 @@ import (
 // interval are never seen, and nothing reports that: the Poller is lossy
 // without saying so.
 type Poller struct {
-	procRoot  string
-	ticker    *time.Ticker
-	done      chan struct{}
-	closeOnce sync.Once
+	procRoot string
+	interval time.Duration
+	w        *worker.Worker // not started: Receive sleeps on it, Close stops it
 
-	mu    sync.Mutex // serializes Receive; guards known and seq
+	mu    sync.Mutex // serializes Receive; guards known, seq and last
 	known map[taskKey]Task
 	seq   uint32
+	last  time.Time // when the last scan began
 }
 
 type taskKey struct {
@@ -36,13 +40,17 @@ type taskKey struct {
 // NewPoller scans opts.ProcRoot once for a baseline: tasks alive now are
 // never reported as forked.
 func NewPoller(opts Options) (*Poller, error) {
-	p := &Poller{procRoot: cmp.Or(opts.ProcRoot, "/proc"), done: make(chan struct{})}
+	p := &Poller{
+		procRoot: cmp.Or(opts.ProcRoot, "/proc"),
+		interval: cmp.Or(opts.Interval, 100*time.Millisecond),
+		w:        worker.New(),
+		last:     time.Now(),
+	}
 	tasks, err := Scan(p.procRoot)
 	if err != nil {
 		return nil, err
 	}
 	_, p.known = diff(nil, tasks, clocks())
-	p.ticker = time.NewTicker(cmp.Or(opts.Interval, 100*time.Millisecond))
 	return p, nil
 }
 
@@ -56,11 +64,12 @@ func (p *Poller) Receive() ([]Event, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {
-		select {
-		case <-p.done:
+		// One scan per interval, as a ticker would: the time a scan took
+		// counts towards the next wait.
+		if !p.w.Wait(max(p.interval-time.Since(p.last), 0)) {
 			return nil, fmt.Errorf("procevent: poll: %w", os.ErrClosed)
-		case <-p.ticker.C:
 		}
+		p.last = time.Now()
 		tasks, err := Scan(p.procRoot)
 		if err != nil {
 			return nil, err
@@ -79,12 +88,7 @@ func (p *Poller) Receive() ([]Event, error) {
 
 // Close stops the Poller and makes a concurrent Receive return.
 func (p *Poller) Close() error {
-	p.closeOnce.Do(func() {
-		close(p.done)
-		if p.ticker != nil {
-			p.ticker.Stop()
-		}
-	})
+	p.w.Stop()
 	return nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/containerfs/containerfs/internal/testutil"
 )
 
 var record = flag.Bool("record", false, "rewrite testdata/*.bin from the live proc connector")
@@ -26,7 +28,7 @@ func TestRecordFixtures(t *testing.T) {
 	if !*record {
 		t.Skip("run with -record to rewrite testdata/*.bin")
 	}
-	needRoot(t)
+	testutil.RequireRoot(t)
 	c, err := Listen(Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,12 +1,14 @@
+// Scanning /proc: every thread on the machine (Scan), or one (ReadTask).
+
 package procevent
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
 	"syscall"
 
+	"github.com/containerfs/containerfs/internal/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,10 +26,11 @@ type Task struct {
 // start during it may be. It is a snapshot of nothing in particular: each
 // task is read at a slightly different time.
 //
-// It reads the files with raw syscalls into one buffer and parses the two
-// fields of stat it needs by hand: prometheus/procfs allocates and
-// fmt.Sscans every field of both files, which made it several times slower
-// (see BenchmarkScan).
+// It reads the files with raw syscalls into one buffer, reused from task
+// to task, and parses them with internal/proc, which allocates nothing but
+// the strings it keeps: prometheus/procfs allocates and fmt.Sscans every
+// field of both files, which made it several times slower (see
+// BenchmarkScan).
 func Scan(procRoot string) ([]Task, error) {
 	root, err := unix.Open(procRoot, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -123,17 +126,18 @@ func (s *scanner) task(dir int, stat, status string) (Task, error) {
 	if err != nil {
 		return Task{}, err
 	}
-	t, err := parseStat(b)
+	st, err := proc.ParseStat(b) // before the next read reuses b
 	if err != nil {
 		return Task{}, fmt.Errorf("%s: %w", stat, err)
 	}
 	if b, err = s.read(dir, status); err != nil {
 		return Task{}, err
 	}
-	if err := parseStatus(b, &t); err != nil {
+	ps, err := proc.ParseStatus(b)
+	if err != nil {
 		return Task{}, fmt.Errorf("%s: %w", status, err)
 	}
-	return t, nil
+	return taskOf(st, ps), nil
 }
 
 // read returns the contents of a /proc file, valid until the next read.
@@ -165,70 +169,12 @@ func (s *scanner) read(dir int, name string) ([]byte, error) {
 	}
 }
 
-// parseStat reads the thread ID, comm, parent and start time from
-// /proc/<pid>/task/<tid>/stat: "tid (comm) state ppid ... starttime ...".
-// comm is taken up to the last ')' since it may contain anything.
-func parseStat(b []byte) (Task, error) {
-	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if open < 0 || end < open {
-		return Task{}, fmt.Errorf("no (comm) in %q", b)
+// taskOf is the task that a thread's parsed stat and status describe.
+func taskOf(st proc.Stat, ps proc.Status) Task {
+	return Task{
+		TID: st.TID, TGID: ps.TGID, PPID: st.PPID, Start: st.Start,
+		UID: ps.UID[proc.Real], GID: ps.GID[proc.Real],
+		EUID: ps.UID[proc.Effective], EGID: ps.GID[proc.Effective],
+		Comm: st.Comm,
 	}
-	tid, err := strconv.Atoi(string(bytes.TrimSpace(b[:open])))
-	if err != nil {
-		return Task{}, fmt.Errorf("tid: %w", err)
-	}
-	f := bytes.Fields(b[end+1:]) // f[0] is field 3, state
-	if len(f) < 20 {
-		return Task{}, fmt.Errorf("%d fields after comm, want at least 20", len(f))
-	}
-	t := Task{TID: tid, Comm: string(b[open+1 : end])}
-	if t.PPID, err = strconv.Atoi(string(f[4-3])); err != nil {
-		return Task{}, fmt.Errorf("ppid: %w", err)
-	}
-	if t.Start, err = strconv.ParseUint(string(f[22-3]), 10, 64); err != nil {
-		return Task{}, fmt.Errorf("starttime: %w", err)
-	}
-	return t, nil
-}
-
-// parseStatus reads Tgid and the real and effective user and group IDs
-// from /proc/<pid>/task/<tid>/status. Its Name line is escaped, so a name
-// cannot fake a line.
-func parseStatus(b []byte, t *Task) error {
-	seen := 0
-	for line := range bytes.Lines(b) {
-		key, val, _ := bytes.Cut(line, []byte(":"))
-		var err error
-		switch string(key) {
-		case "Tgid":
-			t.TGID, err = strconv.Atoi(string(bytes.TrimSpace(val)))
-		case "Uid":
-			t.UID, t.EUID, err = realEffective(val)
-		case "Gid":
-			t.GID, t.EGID, err = realEffective(val)
-		default:
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", key, err)
-		}
-		if seen++; seen == 3 {
-			return nil
-		}
-	}
-	return errors.New("want Tgid, Uid and Gid lines")
-}
-
-// realEffective parses the first two of "real effective saved fs".
-func realEffective(b []byte) (r, e uint32, err error) {
-	f := bytes.Fields(b)
-	if len(f) < 2 {
-		return 0, 0, fmt.Errorf("%q: want 4 IDs", b)
-	}
-	rr, err := strconv.ParseUint(string(f[0]), 10, 32)
-	if err != nil {
-		return 0, 0, err
-	}
-	ee, err := strconv.ParseUint(string(f[1]), 10, 32)
-	return uint32(rr), uint32(ee), err
 }

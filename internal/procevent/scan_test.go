@@ -14,64 +14,53 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
-func TestParseStat(t *testing.T) {
+// TestTaskOf checks what a scan makes of a thread's stat and status, comm
+// names made to trip parsers included.
+func TestTaskOf(t *testing.T) {
 	const tail = " S 7 1 1 0 -1 4194560 10 0 0 0 1 2 0 0 20 0 1 0 4242 3133440 406 18446744073709551615 0 0\n"
+	const ids = "Uid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\n"
+	const status = "Name:\tx\nTgid:\t9\nPid:\t12\n" + ids + "FDSize:\t64\n"
+	const stat = "12 (bash)" + tail
 	tests := []struct {
-		name    string
-		in      string
-		want    Task
-		wantErr bool
+		name         string
+		stat, status string
+		want         Task
+		wantErr      bool
 	}{
-		{"plain", "12 (bash)" + tail, Task{TID: 12, PPID: 7, Start: 4242, Comm: "bash"}, false},
-		{"spaces", "12 (a b c)" + tail, Task{TID: 12, PPID: 7, Start: 4242, Comm: "a b c"}, false},
-		{"parentheses", "12 ((sd-pam))" + tail, Task{TID: 12, PPID: 7, Start: 4242, Comm: "(sd-pam)"}, false},
-		{"fake fields", "12 (x) S 1 (y)" + tail, Task{TID: 12, PPID: 7, Start: 4242, Comm: "x) S 1 (y"}, false},
-		{"newline", "12 (a\nb)" + tail, Task{TID: 12, PPID: 7, Start: 4242, Comm: "a\nb"}, false},
-		{"empty comm", "12 ()" + tail, Task{TID: 12, PPID: 7, Start: 4242, Comm: ""}, false},
-		{"no comm", "12 bash S 1", Task{}, true},
-		{"bad tid", "x (bash)" + tail, Task{}, true},
-		{"short", "12 (bash) S 7 1 1", Task{}, true},
-		{"bad start", "12 (bash) S 7 1 1 0 -1 4 1 0 0 0 1 2 0 0 20 0 1 0 -5 0\n", Task{}, true},
+		{"plain", stat, status, Task{TID: 12, TGID: 9, PPID: 7, Start: 4242, UID: 1, EUID: 2, GID: 5, EGID: 6, Comm: "bash"}, false},
+		{"spaces", "12 (a b c)" + tail, status, Task{TID: 12, TGID: 9, PPID: 7, Start: 4242, UID: 1, EUID: 2, GID: 5, EGID: 6, Comm: "a b c"}, false},
+		{"parentheses", "12 ((sd-pam))" + tail, status, Task{TID: 12, TGID: 9, PPID: 7, Start: 4242, UID: 1, EUID: 2, GID: 5, EGID: 6, Comm: "(sd-pam)"}, false},
+		{"fake fields", "12 (x) S 1 (y)" + tail, status, Task{TID: 12, TGID: 9, PPID: 7, Start: 4242, UID: 1, EUID: 2, GID: 5, EGID: 6, Comm: "x) S 1 (y"}, false},
+		{"newline", "12 (a\nb)" + tail, status, Task{TID: 12, TGID: 9, PPID: 7, Start: 4242, UID: 1, EUID: 2, GID: 5, EGID: 6, Comm: "a\nb"}, false},
+		{"empty comm", "12 ()" + tail, status, Task{TID: 12, TGID: 9, PPID: 7, Start: 4242, UID: 1, EUID: 2, GID: 5, EGID: 6, Comm: ""}, false},
+		{"escaped name", stat, "Name:\ta\\nUid:\t0\nTgid:\t9\n" + ids, Task{TID: 12, TGID: 9, PPID: 7, Start: 4242, UID: 1, EUID: 2, GID: 5, EGID: 6, Comm: "bash"}, false},
+		{"no comm", "12 bash S 1", status, Task{}, true},
+		{"bad tid", "x (bash)" + tail, status, Task{}, true},
+		{"short", "12 (bash) S 7 1 1", status, Task{}, true},
+		{"bad start", "12 (bash) S 7 1 1 0 -1 4 1 0 0 0 1 2 0 0 20 0 1 0 -5 0\n", status, Task{}, true},
+		{"no gid", stat, "Tgid:\t9\nUid:\t1\t2\t3\t4\n", Task{}, true},
+		{"bad uid", stat, "Tgid:\t9\nUid:\tx\t2\t3\t4\nGid:\t5\t6\t7\t8\n", Task{}, true},
+		{"one uid", stat, "Tgid:\t9\nUid:\t1\nGid:\t5\t6\t7\t8\n", Task{}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseStat([]byte(tc.in))
+			st, err := proc.ParseStat([]byte(tc.stat))
+			var got Task
+			if err == nil {
+				var ps proc.Status
+				if ps, err = proc.ParseStatus([]byte(tc.status)); err == nil {
+					got = taskOf(st, ps)
+				}
+			}
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("got error %v, want error %v", err, tc.wantErr)
 			}
 			if got != tc.want {
-				t.Errorf("got %+v, want %+v", got, tc.want)
-			}
-		})
-	}
-}
-
-func TestParseStatus(t *testing.T) {
-	const ids = "Uid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\n"
-	tests := []struct {
-		name    string
-		in      string
-		want    Task
-		wantErr bool
-	}{
-		{"real", "Name:\tx\nTgid:\t9\nPid:\t10\n" + ids + "FDSize:\t64\n", Task{TGID: 9, UID: 1, EUID: 2, GID: 5, EGID: 6}, false},
-		{"escaped name", "Name:\ta\\nUid:\t0\nTgid:\t9\n" + ids, Task{TGID: 9, UID: 1, EUID: 2, GID: 5, EGID: 6}, false},
-		{"no gid", "Tgid:\t9\nUid:\t1\t2\t3\t4\n", Task{}, true},
-		{"bad uid", "Tgid:\t9\nUid:\tx\t2\t3\t4\nGid:\t5\t6\t7\t8\n", Task{}, true},
-		{"one uid", "Tgid:\t9\nUid:\t1\nGid:\t5\t6\t7\t8\n", Task{}, true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var got Task
-			err := parseStatus([]byte(tc.in), &got)
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("got error %v, want error %v", err, tc.wantErr)
-			}
-			if err == nil && got != tc.want {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})

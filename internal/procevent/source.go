@@ -1,3 +1,5 @@
+// Source, what every event source is, and Fake, the one tests feed.
+
 package procevent
 
 import (

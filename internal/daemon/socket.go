@@ -1,0 +1,205 @@
+// The control socket: who may ask (root only, known by its peer
+// credentials) and what each request does.
+
+package daemon
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/containerfs/containerfs/internal/policy"
+	"github.com/containerfs/containerfs/internal/prio"
+	"golang.org/x/sys/unix"
+)
+
+func (d *Daemon) listen() error {
+	sock := d.cfg.Socket
+	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+		return err
+	}
+	if _, err := Call(sock, Request{Op: "ping"}, 200e6); err == nil {
+		return fmt.Errorf("a containerfs daemon already answers on %s", sock)
+	}
+	os.Remove(sock)
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", sock)
+	syscall.Umask(old)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	d.ln = ln
+	return nil
+}
+
+// Serve answers the control socket until Close.
+func (d *Daemon) Serve() error {
+	for {
+		conn, err := d.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				// Close closed the listener: let it finish unmounting
+				// before the caller returns (and the process exits).
+				<-d.closed
+				return nil
+			}
+			return err
+		}
+		go d.handle(conn.(*net.UnixConn))
+	}
+}
+
+func (d *Daemon) handle(conn *net.UnixConn) {
+	defer conn.Close()
+	enc := json.NewEncoder(conn)
+	cred, err := peerCred(conn)
+	if err != nil || cred.Uid != 0 {
+		enc.Encode(Reply{Error: "permission denied: the control socket is root's", Errno: int(syscall.EPERM)})
+		return
+	}
+	var req Request
+	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&req); err != nil {
+		enc.Encode(Reply{Error: "bad request: " + err.Error(), Errno: int(syscall.EINVAL)})
+		return
+	}
+	req.peer = int(cred.Pid)
+	switch req.Op {
+	case "snapshot", "lscgroup", "cgget":
+		// Walks of the whole model, as long as it is big: not real-time.
+		// The thread ends with this goroutine.
+		prio.Background()
+	}
+	enc.Encode(d.Do(req))
+}
+
+func peerCred(conn *net.UnixConn) (*unix.Ucred, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	return cred, cerr
+}
+
+// Do carries out one request.
+func (d *Daemon) Do(req Request) Reply {
+	switch req.Op {
+	case "ping":
+		return Reply{PID: os.Getpid()}
+	case "mount":
+		if err := d.Mount(req.Source, req.Dir, req.Options); err != nil {
+			return replyErr(err)
+		}
+		return Reply{}
+	case "umount":
+		if err := d.Unmount(req.Dir); err != nil {
+			return replyErr(err)
+		}
+		return Reply{}
+	case "cgroup":
+		lines, err := d.CgroupLines(req.PID)
+		if err != nil {
+			return replyErr(err)
+		}
+		return Reply{Lines: lines}
+	case "lssubsys":
+		return Reply{Lines: d.ProcCgroups()}
+	case "explain":
+		return Reply{Lines: lines(d.Policy.Explain(req.PID))}
+	case "classify", "exec", "sticky":
+		if err := d.place(req); err != nil {
+			return replyErr(err)
+		}
+		return Reply{}
+	case "snapshot":
+		cfg, err := policy.Snapshot(d.Reg, policy.SnapshotOptions{MountDirs: d.mountDirs, Fresh: d.cfg.Fresh})
+		if err != nil {
+			return replyErr(err)
+		}
+		b, err := policy.Format(cfg)
+		if err != nil {
+			return replyErr(err)
+		}
+		return Reply{Lines: lines(string(b))}
+	case "reload":
+		if err := d.ReloadPolicy(); err != nil {
+			return replyErr(err)
+		}
+		return Reply{}
+	case "stats":
+		return Reply{Lines: d.track.stats()}
+	case "cgcreate", "cgdelete", "cgset", "cgget", "lscgroup":
+		out, err := d.cgtool(req)
+		if err != nil {
+			return replyErr(err)
+		}
+		return Reply{Lines: out}
+	}
+	return replyErr(fmt.Errorf("unknown request %q: %w", req.Op, syscall.EINVAL))
+}
+
+// cgtool serves libcgroup's group tools (internal/policy/tools.go).
+func (d *Daemon) cgtool(req Request) ([]string, error) {
+	spec, err := policy.ParseSpec(req.Groups)
+	if err != nil {
+		return nil, err
+	}
+	switch req.Op {
+	case "cgcreate":
+		return nil, policy.Create(d.Reg, spec)
+	case "cgdelete":
+		return nil, policy.Delete(d.Reg, spec, req.Recursive)
+	case "cgset":
+		return nil, policy.Set(d.Reg, req.Settings, req.Paths)
+	case "cgget":
+		return policy.Get(d.Reg, policy.GetOptions{Names: req.Names, Controllers: req.Controllers, Groups: spec,
+			Paths: req.Paths, NoHeaders: req.NoHeaders, ValuesOnly: req.ValuesOnly})
+	}
+	return policy.List(d.Reg, spec)
+}
+
+// place serves classify (cgclassify), exec (cgexec: pid 0 is the caller,
+// who execs once this returns) and sticky.
+func (d *Daemon) place(req Request) error {
+	mode := policy.StickSelf
+	switch req.Sticky {
+	case "":
+	case "tree":
+		mode = policy.StickTree
+	case "none":
+		mode = policy.StickNone
+	default:
+		return fmt.Errorf("sticky %q: want tree or none: %w", req.Sticky, syscall.EINVAL)
+	}
+	spec, err := policy.ParseSpec(req.Groups)
+	if err != nil {
+		return err
+	}
+	switch req.Op {
+	case "classify":
+		return d.Policy.Classify(req.PIDs, spec, mode)
+	case "exec":
+		pid := req.PID
+		if pid == 0 {
+			pid = req.peer
+		}
+		return d.Policy.Exec(pid, spec, req.Program, mode)
+	}
+	var errs []error
+	for _, pid := range req.PIDs {
+		errs = append(errs, d.Policy.Stick(pid, mode))
+	}
+	return errors.Join(errs...)
+}
+
+func lines(s string) []string { return strings.Split(strings.TrimSuffix(s, "\n"), "\n") }
