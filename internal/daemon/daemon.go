@@ -16,6 +16,8 @@ import (
 	"github.com/containerfs/containerfs/internal/policy"
 	"github.com/containerfs/containerfs/internal/prio"
 	"github.com/containerfs/containerfs/internal/worker"
+
+	"github.com/containerfs/containerfs/internal/lockrank"
 )
 
 // Config is what the daemon is started with.
@@ -51,7 +53,7 @@ type Daemon struct {
 	Policy *policy.Engine
 	watch  *worker.Worker // reloads the policy when its files change
 
-	mu      sync.Mutex
+	mu      lockrank.Mutex[lockrank.Daemon]
 	mounts  map[string][]*cgfs.Mount // by directory, oldest first (mounts stack); guarded by mu
 	metrics *http.Server             // guarded by mu
 

@@ -5,11 +5,12 @@ package policy
 import (
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/procevent"
+
+	"github.com/containerfs/containerfs/internal/lockrank"
 )
 
 // Options configure an Engine.
@@ -61,9 +62,9 @@ type Engine struct {
 	// moveMu serialises moves and their fix-ups, so that the record of
 	// recent moves is written before any fork that must follow it is
 	// looked at. Held while calling into the model, never into the engine.
-	moveMu sync.Mutex
+	moveMu lockrank.Mutex[lockrank.PolicyMove]
 
-	mu      sync.Mutex
+	mu      lockrank.Mutex[lockrank.Policy]
 	sticky  map[int]stickyEntry // by process ID; guarded by mu
 	recent  map[int]*recentMove // by process ID; guarded by mu
 	forkLog []forkRec           // forks seen while ops > 0; guarded by mu
