@@ -52,6 +52,25 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// TestFlagIsInt: cpuset_update_flag takes the written u64 as an int, so a
+// value whose low 32 bits are 0 clears the flag and any other sets it.
+func TestFlagIsInt(t *testing.T) {
+	g := newRig(t, "cpuset")
+	a := g.mkdir(g.root, "a")
+	for _, tc := range []struct{ data, want string }{
+		{"1", "1\n"},
+		{"0x100000000", "0\n"},
+		{"0x100000001", "1\n"},
+		{"0", "0\n"},
+		{"18446744073709551615", "1\n"},
+	} {
+		g.mustWrite(a, "cpuset.mem_hardwall", tc.data)
+		if got := g.read(a, "cpuset.mem_hardwall"); got != tc.want {
+			t.Errorf("after writing %s: mem_hardwall is %q, want %q", tc.data, got, tc.want)
+		}
+	}
+}
+
 func TestNoPrefix(t *testing.T) {
 	g := newRig(t, "cpuset,noprefix")
 	a := g.mkdir(g.root, "a")
@@ -182,6 +201,21 @@ func TestWriteErrnos(t *testing.T) {
 		{name: "relax level too high", where: child("a"), file: "sched_relax_domain_level", data: "6", errno: syscall.EINVAL},
 		{name: "relax level not a number", where: child("a"), file: "sched_relax_domain_level", data: "x", errno: syscall.EINVAL},
 		{name: "pressure enabled not a number", where: root, file: "memory_pressure_enabled", data: "on", errno: syscall.EINVAL},
+		// The flags, sched_relax_domain_level and memory_pressure_enabled
+		// are the kernel's write_u64 and write_s64 files: kstrtoull and
+		// kstrtoll take no white space but one trailing newline, and a
+		// number beyond 64 bits is ERANGE.
+		{name: "flag with a leading space", where: child("a"), file: "cpu_exclusive", data: " 1", errno: syscall.EINVAL},
+		{name: "flag with a trailing space", where: child("a"), file: "mem_hardwall", data: "1 ", errno: syscall.EINVAL},
+		{name: "flag with two newlines", where: child("a"), file: "memory_migrate", data: "1\n\n", errno: syscall.EINVAL},
+		{name: "flag beyond 64 bits", where: child("a"), file: "sched_load_balance", data: "18446744073709551616", errno: syscall.ERANGE},
+		{name: "relax level with a space", where: child("a"), file: "sched_relax_domain_level", data: " 1", errno: syscall.EINVAL},
+		{name: "relax level beyond 64 bits", where: child("a"), file: "sched_relax_domain_level", data: "9223372036854775808", errno: syscall.ERANGE},
+		{name: "relax level below 64 bits", where: child("a"), file: "sched_relax_domain_level", data: "-9223372036854775809", errno: syscall.ERANGE},
+		{name: "relax level 64 bits but out of range", where: child("a"), file: "sched_relax_domain_level", data: "9223372036854775807", errno: syscall.EINVAL},
+		{name: "pressure enabled beyond 64 bits", where: root, file: "memory_pressure_enabled", data: "0x10000000000000000", errno: syscall.ERANGE},
+		{name: "pressure enabled with a space", where: root, file: "memory_pressure_enabled", data: "1 ", errno: syscall.EINVAL},
+		{name: "memory_pressure is read-only", where: child("a"), file: "memory_pressure", data: "0", errno: syscall.EINVAL},
 		// What succeeds.
 		{name: "same cpus on a populated cpuset", where: child("a"), file: "cpus", data: "0-1"},
 		{name: "grow within the parent", where: child("b"), file: "cpus", data: "0-1"},
@@ -189,6 +223,9 @@ func TestWriteErrnos(t *testing.T) {
 		{name: "disjoint from an exclusive sibling", where: child("e"), file: "cpus", data: "0-1"},
 		{name: "exclusive under an exclusive root", where: child("a"), file: "cpu_exclusive", data: "1"},
 		{name: "flags take any number", where: child("a"), file: "memory_spread_page", data: "0x10"},
+		{name: "flag with one newline", where: child("a"), file: "memory_spread_slab", data: "1\n"},
+		{name: "flag in octal", where: child("a"), file: "memory_spread_slab", data: "010"},
+		{name: "relax level -1 with a newline", where: child("a"), file: "sched_relax_domain_level", data: "-1\n"},
 		{name: "relax level in range", where: child("a"), file: "sched_relax_domain_level", data: "5"},
 		{name: "root flag", where: root, file: "mem_hardwall", data: "1"},
 		{name: "pressure enabled", where: root, file: "memory_pressure_enabled", data: "1"},
@@ -546,13 +583,18 @@ func TestUnmountStopsEnforcer(t *testing.T) {
 	g := newRig(t, "cpuset")
 	e := g.enforcer()
 	g.r.Unmount(g.h)
-	<-e.done
+	select {
+	case <-e.w.Stopping():
+	default:
+		t.Fatal("unmount did not stop the enforcer")
+	}
+	<-e.w.Stop() // wait for its loop to end
 	// A new mount gets a new enforcer.
 	h, err := g.r.Mount("cpuset")
 	if err != nil {
 		t.Fatalf("remount: %v", err)
 	}
-	if e2 := g.ss.stateOf(h.Root()).e; e2 == e {
+	if e2 := g.ss.state(h.Root()).e; e2 == e {
 		t.Errorf("remount reused the stopped enforcer")
 	} else {
 		e2.close()
