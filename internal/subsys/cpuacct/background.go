@@ -2,7 +2,6 @@ package cpuacct
 
 import (
 	"errors"
-	"log"
 	"os"
 	"strconv"
 	"sync"
@@ -191,7 +190,7 @@ func (s *Subsys) listen(bg *background) {
 		s.mu.Lock()
 		s.stats.ListenErrors++
 		s.mu.Unlock()
-		log.Printf("cpuacct: taskstats: %v; exited tasks keep the figure of their last sample (up to %v old)", err, defaultPeriod)
+		s.Logf.Printf("cpuacct: taskstats: %v; exited tasks keep the figure of their last sample (up to %v old)", err, defaultPeriod)
 	}
 	buf := max(1<<20, taskstats.DefaultRcvBuf/ncpu)
 	for cpu := range ncpu {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // kernelCpuacct is the host's cgroup v1 cpuacct hierarchy.
@@ -146,15 +148,11 @@ func TestBenchOverhead(t *testing.T) {
 	d, mnt := mountD(t, "big", "big/small")
 	big, small := filepath.Join(mnt, "big"), filepath.Join(mnt, "big/small")
 	daemonCPU := func() int64 {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.Cmd.Process.Pid))
+		st, err := proc.ReadStat("", d.Cmd.Process.Pid)
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := parseStat(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return int64(st.utime+st.stime) * nsPerTick
+		return int64(st.UTime+st.STime) * nsPerTick
 	}
 	readLatency := func(dir string) time.Duration {
 		const n = 200

@@ -13,6 +13,9 @@ import (
 
 // Subsys is the cpuacct subsystem. The zero value is ready to register.
 type Subsys struct {
+	// Logf reports what accounting could not do; nil is log.Printf.
+	Logf core.Logf
+
 	mu sync.Mutex
 	// The fields below are guarded by mu.
 	ncpu    int
@@ -113,7 +116,7 @@ func (s *Subsys) Create(c *core.Container) (any, error) {
 		}
 		return newGroup(nil, s.ncpu), nil
 	}
-	return newGroup(c.Parent().State(s).(*group), s.ncpu), nil
+	return newGroup(s.group(c.Parent()), s.ncpu), nil
 }
 
 // Destroy implements core.Subsys. A destroyed child's group may still be
@@ -135,7 +138,7 @@ func (s *Subsys) Destroy(c *core.Container) {
 	s.tasks, s.byTID, s.groups, s.records, s.kin = nil, nil, nil, nil, nil
 }
 
-func (s *Subsys) group(c *core.Container) *group { return c.State(s).(*group) }
+func (s *Subsys) group(c *core.Container) *group { return core.StateOf[*group](c, s) }
 
 // Fork implements core.Forker: a child born in a container is charged from
 // its birth. Userspace learns of the fork after it happened, but nothing
@@ -382,19 +385,24 @@ func (f field) of(c counters) uint64 {
 	return c.usage
 }
 
-// Files implements core.Subsys: the kernel's cpuacct files, in its order.
+// Files implements core.Subsys: the kernel's cpuacct files, in its order
+// (kernel/sched/cpuacct.c): usage, usage_user and usage_sys are read_u64
+// (and usage write_u64), the others seq_show.
 func (s *Subsys) Files() []core.File {
-	total := func(f field) func(*core.Container) (string, error) {
-		return func(c *core.Container) (string, error) {
+	total := func(f field) func(*core.Container) uint64 {
+		return func(c *core.Container) uint64 {
 			cpus, _, err := s.figures(c)
 			if err != nil {
-				return "", err
+				// A read_u64 cannot fail: the root's /proc/stat
+				// could not be read, and there is nothing to show.
+				s.Logf.Printf("%v", err)
+				return 0
 			}
 			var sum uint64
 			for _, x := range cpus {
 				sum += f.of(x)
 			}
-			return strconv.FormatUint(sum, 10) + "\n", nil
+			return sum
 		}
 	}
 	percpu := func(f field) func(*core.Container) (string, error) {
@@ -414,9 +422,9 @@ func (s *Subsys) Files() []core.File {
 		}
 	}
 	return []core.File{
-		{Name: "usage", Flags: core.NotSetting, Read: total(fUsage), Write: s.writeUsage},
-		{Name: "usage_user", Read: total(fUser)},
-		{Name: "usage_sys", Read: total(fSys)},
+		{Name: "usage", Flags: core.NotSetting, ReadU64: total(fUsage), WriteU64: s.writeUsage},
+		{Name: "usage_user", ReadU64: total(fUser)},
+		{Name: "usage_sys", ReadU64: total(fSys)},
 		{Name: "usage_percpu", Read: percpu(fUsage)},
 		{Name: "usage_percpu_user", Read: percpu(fUser)},
 		{Name: "usage_percpu_sys", Read: percpu(fSys)},
@@ -487,15 +495,11 @@ func cputimeAdjust(rtime, utime, stime uint64, prevU, prevS *uint64) (uint64, ui
 	return utime, stime
 }
 
-// writeUsage is cpuacct.usage's write: 0 resets the container's own
-// counters (not its descendants'); anything else is EINVAL. The root's
-// reset is accepted and does nothing, as the kernel refuses to reset the
-// machine's kernel_cpustat.
-func (s *Subsys) writeUsage(c *core.Container, _ core.Caller, data string) error {
-	v, err := core.Kstrtoull(data)
-	if err != nil {
-		return fmt.Errorf("cpuacct.usage: %w", err)
-	}
+// writeUsage is cpuusage_write: 0 resets the container's own counters
+// (not its descendants'); anything else is EINVAL. The root's reset is
+// accepted and does nothing, as the kernel refuses to reset the machine's
+// kernel_cpustat.
+func (s *Subsys) writeUsage(c *core.Container, _ core.Caller, v uint64) error {
 	if v != 0 {
 		return fmt.Errorf("cpuacct.usage: only 0 resets, not %d: %w", v, syscall.EINVAL)
 	}
