@@ -9,31 +9,36 @@ import (
 
 	"github.com/containerfs/containerfs/internal/prio"
 	"github.com/containerfs/containerfs/internal/taskstats"
+	"github.com/containerfs/containerfs/internal/worker"
 )
 
-// background is the subsystem's own work while a hierarchy has it: the
-// periodic sampler and the taskstats listeners.
-type background struct {
-	stop     chan struct{}
-	stopOnce sync.Once
+// startBackground starts the subsystem's own work while a hierarchy has
+// it, on one worker: the periodic sampler, and the taskstats listeners,
+// which run until the worker is stopped. Stopping it does not wait (the
+// root's Destroy holds the locks the loop takes).
+func (s *Subsys) startBackground() *worker.Worker {
+	w := worker.New()
+	w.Start(func() {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.listen(w)
+		}()
+		s.sampleLoop(w)
+		wg.Wait()
+	})
+	return w
 }
 
-func (b *background) halt() { b.stopOnce.Do(func() { close(b.stop) }) }
-
-func (b *background) stopped() bool {
+// stopped tells whether w was told to stop.
+func stopped(w *worker.Worker) bool {
 	select {
-	case <-b.stop:
+	case <-w.Stopping():
 		return true
 	default:
 		return false
 	}
-}
-
-func (s *Subsys) startBackground() *background {
-	bg := &background{stop: make(chan struct{})}
-	go s.listen(bg)
-	go s.sampleLoop(bg)
-	return bg
 }
 
 // pendingRecord is an exit record that arrived before its task was known
@@ -87,10 +92,10 @@ func (s *Subsys) finishLocked(tk *task, final sample) {
 // onRecords handles the exit records of one Receive from the listener of
 // cpu. A message holds a task's record, followed by its thread group's
 // aggregate when it was the last thread of a group that had several.
-func (s *Subsys) onRecords(bg *background, cpu int, recs []taskstats.Record) {
+func (s *Subsys) onRecords(w *worker.Worker, cpu int, recs []taskstats.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.bg != bg || s.tasks == nil {
+	if s.bg != w || s.tasks == nil {
 		return
 	}
 	for i, r := range recs {
@@ -174,10 +179,10 @@ func (s *Subsys) expireLocked(now int64) {
 
 // listen registers a taskstats listener per possible CPU, so that each
 // exit record also tells the CPU the task exited on, and hands the records
-// to onRecord until bg stops. If per-CPU listeners cannot be had, one
+// to onRecord until w stops. If per-CPU listeners cannot be had, one
 // listener for every CPU will do (the exit is then charged to the CPU the
 // task was last sampled on).
-func (s *Subsys) listen(bg *background) {
+func (s *Subsys) listen(w *worker.Worker) {
 	s.mu.Lock()
 	ncpu := s.ncpu
 	s.mu.Unlock()
@@ -224,18 +229,18 @@ func (s *Subsys) listen(bg *background) {
 					s.mu.Lock()
 					s.stats.Lost++
 					s.mu.Unlock()
-				} else if err != nil && bg.stopped() {
+				} else if err != nil && stopped(w) {
 					return
 				} else if err != nil {
 					time.Sleep(10 * time.Millisecond)
 				}
 				if len(recs) > 0 {
-					s.onRecords(bg, x.cpu, recs)
+					s.onRecords(w, x.cpu, recs)
 				}
 			}
 		}()
 	}
-	<-bg.stop
+	<-w.Stopping()
 	for _, x := range ls {
 		x.l.Close()
 	}
@@ -247,25 +252,16 @@ func (s *Subsys) listen(bg *background) {
 // one period. A round costs about 5 µs per task that has not run and 10 µs
 // per task that has; the period stretches so that sampling takes no more
 // than 2% of a CPU.
-func (s *Subsys) sampleLoop(bg *background) {
+func (s *Subsys) sampleLoop(w *worker.Worker) {
 	prio.Background() // bulk reads of schedstat: not real-time
 	period := s.period
 	if period == 0 {
 		period = defaultPeriod
 	}
-	wait := period
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	for {
-		select {
-		case <-bg.stop:
-			return
-		case <-t.C:
-		}
+	for wait := period; w.Wait(wait); {
 		start := time.Now()
-		s.sampleAll(bg)
+		s.sampleAll(w)
 		wait = max(period, 50*time.Since(start))
-		t.Reset(wait)
 	}
 }
 
@@ -273,7 +269,7 @@ func (s *Subsys) sampleLoop(bg *background) {
 // (thousands of tasks take milliseconds, and reads of control files wait
 // for mu), and charged under mu again. A sample is dropped if its task
 // moved meanwhile: the move charged the old container with a fresher one.
-func (s *Subsys) sampleAll(bg *background) {
+func (s *Subsys) sampleAll(w *worker.Worker) {
 	type job struct {
 		tk     *task
 		gen    uint64
@@ -285,7 +281,7 @@ func (s *Subsys) sampleAll(bg *background) {
 		ok     bool
 	}
 	s.mu.Lock()
-	if s.bg != bg || s.tasks == nil {
+	if s.bg != w || s.tasks == nil {
 		s.mu.Unlock()
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/worker"
 )
 
 // Subsys is the cpuacct subsystem. The zero value is ready to register.
@@ -19,7 +20,7 @@ type Subsys struct {
 	mu sync.Mutex
 	// The fields below are guarded by mu.
 	ncpu    int
-	bg      *background           // the running sampler and listeners; nil while unmounted
+	bg      *worker.Worker        // the running sampler and listeners; nil while unmounted
 	tasks   map[*core.Task]*task  // members of non-root containers
 	byTID   map[int]*task         // the same, and exited tasks awaiting their exit record
 	groups  map[int]int           // how many tracked tasks each thread group has
@@ -129,7 +130,7 @@ func (s *Subsys) Destroy(c *core.Container) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.bg != nil {
-		s.bg.halt()
+		s.bg.Stop()
 		s.bg = nil
 	}
 	for _, tk := range s.tasks {
