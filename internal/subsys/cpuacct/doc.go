@@ -1,4 +1,5 @@
-// Package cpuacct is the cpuacct subsystem (SPEC section 7): it counts the
+// Package cpuacct is the cpuacct subsystem (kernel/sched/cpuacct.c,
+// Documentation/admin-guide/cgroup-v1/cpuacct.rst): it counts the
 // CPU time the tasks of each container use, in nanoseconds, by CPU and by
 // user and system mode, and enforces nothing.
 //
