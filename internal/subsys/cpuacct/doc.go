@@ -80,7 +80,7 @@
 // It never acts on a task: it only reads /proc and listens to taskstats.
 // Hooks and file handlers run under the registry lock and do at most a
 // bounded number of /proc reads; the sampling rounds read /proc without
-// any lock held and take the subsystem's lock only to charge. The lock
-// order is the registry's, then mu; mu is never held while calling into
-// the registry.
+// any lock held and take the lock of the hierarchy's accounting (acct.mu,
+// in the root's state) only to charge. The lock order is the registry's,
+// then mu; mu is never held while calling into the registry.
 package cpuacct
