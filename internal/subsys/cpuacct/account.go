@@ -6,6 +6,9 @@ import (
 	"github.com/containerfs/containerfs/internal/core"
 )
 
+// A container's counters and a task's samples: how a sample's difference
+// from the last one is charged.
+
 // counters are one CPU's share of a container's CPU time, in nanoseconds.
 type counters struct{ usage, user, sys uint64 }
 

@@ -12,6 +12,9 @@ import (
 	"github.com/containerfs/containerfs/internal/worker"
 )
 
+// The subsystem: its hooks, the hierarchy's accounting (acct) and its
+// control files.
+
 // Subsys is the cpuacct subsystem. The zero value is ready to register.
 // Its fields are configuration; what a hierarchy tracks is in its root's
 // state (acct).

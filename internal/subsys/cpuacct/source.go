@@ -10,6 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Sampling one task from /proc, through internal/proc.
+
 // userHZ is USER_HZ, the unit of /proc/PID/stat times and of cpuacct.stat;
 // 100 on every architecture containerfs runs on.
 const userHZ = 100

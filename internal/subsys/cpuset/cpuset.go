@@ -9,6 +9,9 @@ import (
 	"github.com/containerfs/containerfs/internal/subsys/cpulist"
 )
 
+// The subsystem: its state, its hooks and its control files (the kernel's
+// cpuset1_files in kernel/cgroup/cpuset-v1.c).
+
 // Subsys is the cpuset subsystem. The zero value enforces on the running
 // kernel; tests set Kernel and Interval.
 type Subsys struct {

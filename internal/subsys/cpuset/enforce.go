@@ -13,6 +13,9 @@ import (
 	"github.com/containerfs/containerfs/internal/worker"
 )
 
+// The enforcer: keeping each task on its cpuset's CPUs, at once and by
+// checking.
+
 // DefaultInterval is how often the enforcer checks every tracked task's
 // affinity. A task that widens its own affinity runs outside its cpuset
 // for at most about this long plus one pass (see pause for many tasks, and
