@@ -185,15 +185,18 @@ func TestWriteErrnos(t *testing.T) {
 			tr.g.mustWrite(tr.b, "cpuset.cpu_exclusive", "1")
 		}, file: "cpu_exclusive", data: "0", errno: syscall.EBUSY},
 		{name: "root drops exclusive a child has", where: root, file: "cpu_exclusive", data: "0", errno: syscall.EBUSY},
+		// A write of nothing never reaches a handler (write(2) of 0 bytes
+		// returns 0 before any file's write is called): clear a list with
+		// a newline, as echo "" does.
 		{name: "empty the cpus of a populated cpuset", where: child("a"), setup: func(tr *tree) {
-			tr.g.mustWrite(tr.b, "cpuset.cpus", "")
-		}, file: "cpus", data: "", errno: syscall.ENOSPC},
+			tr.g.mustWrite(tr.b, "cpuset.cpus", "\n")
+		}, file: "cpus", data: "\n", errno: syscall.ENOSPC},
 		{name: "empty the mems of a populated cpuset", where: child("a"), setup: func(tr *tree) {
-			tr.g.mustWrite(tr.b, "cpuset.mems", "")
+			tr.g.mustWrite(tr.b, "cpuset.mems", "\n")
 		}, file: "mems", data: "\n", errno: syscall.ENOSPC},
 		{name: "empty the cpus of a cpuset populated below", where: child("b"), setup: func(tr *tree) {
 			tr.g.mustAttach(tr.b, 100)
-		}, file: "cpus", data: "", errno: syscall.ENOSPC},
+		}, file: "cpus", data: "\n", errno: syscall.ENOSPC},
 		// Numbers.
 		{name: "flag not a number", where: child("a"), file: "mem_hardwall", data: "yes", errno: syscall.EINVAL},
 		{name: "flag negative", where: child("a"), file: "memory_migrate", data: "-1", errno: syscall.EINVAL},
@@ -219,7 +222,7 @@ func TestWriteErrnos(t *testing.T) {
 		// What succeeds.
 		{name: "same cpus on a populated cpuset", where: child("a"), file: "cpus", data: "0-1"},
 		{name: "grow within the parent", where: child("b"), file: "cpus", data: "0-1"},
-		{name: "empty an unpopulated cpuset", where: child("b"), file: "cpus", data: ""},
+		{name: "empty an unpopulated cpuset", where: child("b"), file: "cpus", data: "\n"},
 		{name: "disjoint from an exclusive sibling", where: child("e"), file: "cpus", data: "0-1"},
 		{name: "exclusive under an exclusive root", where: child("a"), file: "cpu_exclusive", data: "1"},
 		{name: "flags take any number", where: child("a"), file: "memory_spread_page", data: "0x10"},
