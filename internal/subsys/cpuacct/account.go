@@ -6,6 +6,9 @@ import (
 	"github.com/containerfs/containerfs/internal/core"
 )
 
+// A container's counters and a task's samples: how a sample's difference
+// from the last one is charged.
+
 // counters are one CPU's share of a container's CPU time, in nanoseconds.
 type counters struct{ usage, user, sys uint64 }
 
@@ -16,8 +19,9 @@ type counters struct{ usage, user, sys uint64 }
 type group struct {
 	parent *group // nil for a root
 	root   bool   // a hierarchy root: its figures come from /proc/stat
+	a      *acct  // the hierarchy's accounting, which the root owns
 
-	// The fields below are guarded by Subsys.mu.
+	// The fields below are guarded by acct.mu.
 	cpus []counters // by possible CPU
 	// prevUser and prevSys keep cpuacct.stat monotonic between reads, as
 	// the kernel's cputime_adjust does with the cgroup's prev_cputime.
@@ -25,13 +29,13 @@ type group struct {
 	refreshed         int64 // when a read last sampled the subtree, in ns
 }
 
-func newGroup(parent *group, ncpu int) *group {
-	g := &group{parent: parent}
+func newGroup(parent *group, a *acct) *group {
+	g := &group{parent: parent, a: a}
 	if parent == nil {
 		g.root = true
 		return g
 	}
-	g.cpus = make([]counters, ncpu)
+	g.cpus = make([]counters, a.ncpu)
 	return g
 }
 

@@ -88,7 +88,7 @@ func TestExit(t *testing.T) {
 		story: func(g *rig) {
 			g.exit(20)
 			g.advance(exitWait + time.Second)
-			g.s.sampleAll(nil)
+			g.acct().sampleAll(nil)
 			g.record(1, 20, 20, 10, 90*ms1, 0, 0) // too late
 		},
 		want: 60 * ms1,
@@ -126,14 +126,14 @@ func TestExit(t *testing.T) {
 			if got, want := g.read(c, "usage_percpu"), fmtPercpu(tc.want-tc.cpu1, tc.cpu1); got != want {
 				t.Errorf("usage_percpu: got %q, want %q", got, want)
 			}
-			if z := g.s.Stats().Zombie; (z == 1) != tc.zombie {
+			if z := g.s.Stats(g.h.Root()).Zombie; (z == 1) != tc.zombie {
 				t.Errorf("exits finished from a zombie's /proc: got %d, want %v", z, tc.zombie)
 			}
 			g.advance(exitWait + time.Second)
-			g.s.sampleAll(nil)
-			g.s.mu.Lock()
-			left := len(g.s.byTID) + len(g.s.records)
-			g.s.mu.Unlock()
+			g.acct().sampleAll(nil)
+			g.acct().mu.Lock()
+			left := len(g.acct().byTID) + len(g.acct().records)
+			g.acct().mu.Unlock()
 			if left != 1 { // the parent, 10
 				t.Errorf("tasks and records left after the wait: got %d, want 1", left)
 			}
@@ -177,11 +177,11 @@ func TestRecordBeforeFork(t *testing.T) {
 	g.record(0, 40, 40, 1, 9*ms1, 0, 0)
 	g.record(0, 41, 10, 1, 9*ms1, 0, 0)
 	g.record(0, 42, 42, 10, 9*ms1, 0, 0)
-	g.s.mu.Lock()
-	_, kept40 := g.s.records[40]
-	_, kept41 := g.s.records[41]
-	_, kept42 := g.s.records[42]
-	g.s.mu.Unlock()
+	g.acct().mu.Lock()
+	_, kept40 := g.acct().records[40]
+	_, kept41 := g.acct().records[41]
+	_, kept42 := g.acct().records[42]
+	g.acct().mu.Unlock()
 	if kept40 || !kept41 || !kept42 {
 		t.Errorf("records kept for a stranger, a thread of ours, a child of ours: got %v %v %v, want false true true", kept40, kept41, kept42)
 	}
@@ -286,21 +286,21 @@ func TestStaleSample(t *testing.T) {
 	// to the new container.
 	g.spawn(10, 10, 0)
 	g.attach(x, 10)
-	g.s.mu.Lock()
-	ct := g.s.tasks
+	g.acct().mu.Lock()
+	ct := g.acct().tasks
 	var tsk *task
 	for _, v := range ct {
 		tsk = v
 	}
 	gen := tsk.gen
-	g.s.mu.Unlock()
+	g.acct().mu.Unlock()
 	g.w.set(10, 30*ms1, 0, 0, 0)
 	g.attach(y, 10) // charges x with 30 ms
-	g.s.mu.Lock()
+	g.acct().mu.Lock()
 	if tsk.gen == gen {
 		t.Errorf("a move did not bump the task's generation")
 	}
-	g.s.mu.Unlock()
+	g.acct().mu.Unlock()
 	if ux, uy := g.usage(x), g.usage(y); ux != 30*ms1 || uy != 0 {
 		t.Errorf("x, y: got %d, %d, want %d, 0", ux, uy, 30*ms1)
 	}

@@ -2,7 +2,6 @@ package cpuacct
 
 import (
 	"errors"
-	"log"
 	"os"
 	"strconv"
 	"sync"
@@ -10,31 +9,36 @@ import (
 
 	"github.com/containerfs/containerfs/internal/prio"
 	"github.com/containerfs/containerfs/internal/taskstats"
+	"github.com/containerfs/containerfs/internal/worker"
 )
 
-// background is the subsystem's own work while a hierarchy has it: the
-// periodic sampler and the taskstats listeners.
-type background struct {
-	stop     chan struct{}
-	stopOnce sync.Once
+// startBackground starts the subsystem's own work while a hierarchy has
+// it, on one worker: the periodic sampler, and the taskstats listeners,
+// which run until the worker is stopped. Stopping it does not wait (the
+// root's Destroy holds the locks the loop takes).
+func (a *acct) startBackground() *worker.Worker {
+	w := worker.New()
+	w.Start(func() {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.listen(w)
+		}()
+		a.sampleLoop(w)
+		wg.Wait()
+	})
+	return w
 }
 
-func (b *background) halt() { b.stopOnce.Do(func() { close(b.stop) }) }
-
-func (b *background) stopped() bool {
+// stopped tells whether w was told to stop.
+func stopped(w *worker.Worker) bool {
 	select {
-	case <-b.stop:
+	case <-w.Stopping():
 		return true
 	default:
 		return false
 	}
-}
-
-func (s *Subsys) startBackground() *background {
-	bg := &background{stop: make(chan struct{})}
-	go s.listen(bg)
-	go s.sampleLoop(bg)
-	return bg
 }
 
 // pendingRecord is an exit record that arrived before its task was known
@@ -66,39 +70,39 @@ func recordSample(st *taskstats.Stats, cpu int) sample {
 // a start time that agrees to within the record's one-second resolution
 // (a reused TID would have to be reused within seconds, and by the same
 // thread group, to fool it).
-func (s *Subsys) matches(tk *task, p pendingRecord) bool {
+func (a *acct) matches(tk *task, p pendingRecord) bool {
 	if p.tgid != 0 && p.tgid != tk.tgid {
 		return false
 	}
-	if s.btime == 0 || p.begin == 0 {
+	if a.btime == 0 || p.begin == 0 {
 		return true
 	}
-	began := s.btime + tk.start/userHZ
+	began := a.btime + tk.start/userHZ
 	return p.begin+2 >= began && began+2 >= p.begin
 }
 
 // finishLocked charges tk with its final sample.
-func (s *Subsys) finishLocked(tk *task, final sample) {
+func (a *acct) finishLocked(tk *task, final sample) {
 	tk.advanceLocked(final)
 	tk.final = true
 	tk.fromRecord = true
-	s.stats.Matched++
+	a.stats.Matched++
 }
 
 // onRecords handles the exit records of one Receive from the listener of
 // cpu. A message holds a task's record, followed by its thread group's
 // aggregate when it was the last thread of a group that had several.
-func (s *Subsys) onRecords(bg *background, cpu int, recs []taskstats.Record) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.bg != bg || s.tasks == nil {
+func (a *acct) onRecords(w *worker.Worker, cpu int, recs []taskstats.Record) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.bg != w || a.tasks == nil {
 		return
 	}
 	for i, r := range recs {
 		if r.Group {
 			continue
 		}
-		s.onRecordLocked(cpu, r)
+		a.onRecordLocked(cpu, r)
 		// The death of a thread group: the aggregate when there is one,
 		// else the leader's record (a single-threaded process).
 		tgid := r.Stats.TGID
@@ -108,12 +112,12 @@ func (s *Subsys) onRecords(bg *background, cpu int, recs []taskstats.Record) {
 			own, dead = recs[i+1].Stats.RunVirtualNS, true
 		} else if r.Stats.PID == tgid {
 			own, dead = recordSample(&r.Stats, cpu).run, true
-			if tk := s.byTID[tgid]; tk != nil && tk.tgid == tgid {
+			if tk := a.byTID[tgid]; tk != nil && tk.tgid == tgid {
 				own = max(own, tk.run) // a zombie's /proc may have told more
 			}
 		}
-		if dead && s.deathLocked(tgid, r.Stats.PPID, own) {
-			if tk := s.byTID[tgid]; tk != nil && tk.tgid == tgid {
+		if dead && a.deathLocked(tgid, r.Stats.PPID, own) {
+			if tk := a.byTID[tgid]; tk != nil && tk.tgid == tgid {
 				tk.linked = r.Stats.PPID
 			}
 		}
@@ -122,76 +126,76 @@ func (s *Subsys) onRecords(bg *background, cpu int, recs []taskstats.Record) {
 
 // onRecordLocked charges a task's exit record, or keeps it for a task not
 // known yet.
-func (s *Subsys) onRecordLocked(cpu int, r taskstats.Record) {
+func (a *acct) onRecordLocked(cpu int, r taskstats.Record) {
 	p := pendingRecord{
 		tgid:  r.Stats.TGID,
 		begin: r.Stats.BeginTime,
 		final: recordSample(&r.Stats, cpu),
-		at:    s.nowNS(),
+		at:    a.nowNS(),
 	}
-	s.stats.Records++
-	if tk := s.byTID[r.ID]; tk != nil && !tk.final && s.matches(tk, p) {
-		s.finishLocked(tk, p.final)
+	a.stats.Records++
+	if tk := a.byTID[r.ID]; tk != nil && !tk.final && a.matches(tk, p) {
+		a.finishLocked(tk, p.final)
 		if tk.exited {
-			delete(s.byTID, tk.tid)
+			delete(a.byTID, tk.tid)
 		}
 		return
 	}
 	// Keep it for a fork event still on its way only if it can be one of
 	// ours: a thread of a tracked thread group, or a child of one.
-	if s.groups[r.Stats.TGID] == 0 && s.groups[r.Stats.PPID] == 0 {
+	if a.groups[r.Stats.TGID] == 0 && a.groups[r.Stats.PPID] == 0 {
 		return
 	}
-	if len(s.records) >= maxPending {
-		clear(s.records) // an exit storm: they would have expired anyway
+	if len(a.records) >= maxPending {
+		clear(a.records) // an exit storm: they would have expired anyway
 	}
-	s.records[r.ID] = p
+	a.records[r.ID] = p
 }
 
 // expireLocked forgets exited tasks whose record never came (their last
 // sample stands) and records nobody claimed.
-func (s *Subsys) expireLocked(now int64) {
-	for tid, tk := range s.byTID {
+func (a *acct) expireLocked(now int64) {
+	for tid, tk := range a.byTID {
 		if tk.exited && now-tk.exitAt > int64(exitWait) {
-			delete(s.byTID, tid)
+			delete(a.byTID, tid)
 			if !tk.final {
-				s.stats.TimedOut++
+				a.stats.TimedOut++
 				// Its parent will find its time in cutime: what was
 				// charged of it is expected there. One never sampled
 				// was charged nothing, and the parent's difference is
 				// all of it.
 				if tk.tid == tk.tgid && tk.run > 0 && tk.ppid != 0 {
-					s.deathLocked(tk.tgid, tk.ppid, tk.run)
+					a.deathLocked(tk.tgid, tk.ppid, tk.run)
 				}
 			}
 		}
 	}
-	for tid, p := range s.records {
+	for tid, p := range a.records {
 		if now-p.at > int64(exitWait) {
-			delete(s.records, tid)
+			delete(a.records, tid)
 		}
 	}
 }
 
 // listen registers a taskstats listener per possible CPU, so that each
 // exit record also tells the CPU the task exited on, and hands the records
-// to onRecord until bg stops. If per-CPU listeners cannot be had, one
+// to onRecord until w stops. If per-CPU listeners cannot be had, one
 // listener for every CPU will do (the exit is then charged to the CPU the
 // task was last sampled on).
-func (s *Subsys) listen(bg *background) {
-	s.mu.Lock()
-	ncpu := s.ncpu
-	s.mu.Unlock()
+func (a *acct) listen(w *worker.Worker) {
+	a.mu.Lock()
+	ncpu := a.ncpu
+	a.mu.Unlock()
 	type lc struct {
 		l   *taskstats.Listener
 		cpu int
 	}
 	var ls []lc
 	fail := func(err error) {
-		s.mu.Lock()
-		s.stats.ListenErrors++
-		s.mu.Unlock()
-		log.Printf("cpuacct: taskstats: %v; exited tasks keep the figure of their last sample (up to %v old)", err, defaultPeriod)
+		a.mu.Lock()
+		a.stats.ListenErrors++
+		a.mu.Unlock()
+		a.Logf.Printf("cpuacct: taskstats: %v; exited tasks keep the figure of their last sample (up to %v old)", err, defaultPeriod)
 	}
 	buf := max(1<<20, taskstats.DefaultRcvBuf/ncpu)
 	for cpu := range ncpu {
@@ -222,21 +226,21 @@ func (s *Subsys) listen(bg *background) {
 					return
 				}
 				if errors.Is(err, taskstats.ErrLost) {
-					s.mu.Lock()
-					s.stats.Lost++
-					s.mu.Unlock()
-				} else if err != nil && bg.stopped() {
+					a.mu.Lock()
+					a.stats.Lost++
+					a.mu.Unlock()
+				} else if err != nil && stopped(w) {
 					return
 				} else if err != nil {
 					time.Sleep(10 * time.Millisecond)
 				}
 				if len(recs) > 0 {
-					s.onRecords(bg, x.cpu, recs)
+					a.onRecords(w, x.cpu, recs)
 				}
 			}
 		}()
 	}
-	<-bg.stop
+	<-w.Stopping()
 	for _, x := range ls {
 		x.l.Close()
 	}
@@ -248,25 +252,16 @@ func (s *Subsys) listen(bg *background) {
 // one period. A round costs about 5 µs per task that has not run and 10 µs
 // per task that has; the period stretches so that sampling takes no more
 // than 2% of a CPU.
-func (s *Subsys) sampleLoop(bg *background) {
+func (a *acct) sampleLoop(w *worker.Worker) {
 	prio.Background() // bulk reads of schedstat: not real-time
-	period := s.period
+	period := a.period
 	if period == 0 {
 		period = defaultPeriod
 	}
-	wait := period
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	for {
-		select {
-		case <-bg.stop:
-			return
-		case <-t.C:
-		}
+	for wait := period; w.Wait(wait); {
 		start := time.Now()
-		s.sampleAll(bg)
+		a.sampleAll(w)
 		wait = max(period, 50*time.Since(start))
-		t.Reset(wait)
 	}
 }
 
@@ -274,7 +269,7 @@ func (s *Subsys) sampleLoop(bg *background) {
 // (thousands of tasks take milliseconds, and reads of control files wait
 // for mu), and charged under mu again. A sample is dropped if its task
 // moved meanwhile: the move charged the old container with a fresher one.
-func (s *Subsys) sampleAll(bg *background) {
+func (a *acct) sampleAll(w *worker.Worker) {
 	type job struct {
 		tk     *task
 		gen    uint64
@@ -285,24 +280,24 @@ func (s *Subsys) sampleAll(bg *background) {
 		sm     sample
 		ok     bool
 	}
-	s.mu.Lock()
-	if s.bg != bg || s.tasks == nil {
-		s.mu.Unlock()
+	a.mu.Lock()
+	if a.bg != w || a.tasks == nil {
+		a.mu.Unlock()
 		return
 	}
-	jobs := make([]job, 0, len(s.tasks))
-	for _, tk := range s.tasks {
+	jobs := make([]job, 0, len(a.tasks))
+	for _, tk := range a.tasks {
 		if tk.final || tk.noSource {
 			continue
 		}
 		jobs = append(jobs, job{tk: tk, gen: tk.gen, src: tk.src, last: tk.run, based: tk.based})
 	}
-	s.mu.Unlock()
+	a.mu.Unlock()
 
 	for i := range jobs {
 		j := &jobs[i]
 		if j.src == nil {
-			src, err := s.openTask(j.tk.tid, j.tk.start)
+			src, err := a.openTask(j.tk.tid, j.tk.start)
 			if err != nil {
 				continue
 			}
@@ -315,13 +310,13 @@ func (s *Subsys) sampleAll(bg *background) {
 		j.sm, j.ok = sampleOf(j.src, last)
 	}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stats.Samples++
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stats.Samples++
 	for i := range jobs {
 		j := &jobs[i]
 		tk := j.tk
-		if s.tasks[tk.ct] != tk {
+		if a.tasks[tk.ct] != tk {
 			if j.opened {
 				j.src.close()
 			}
@@ -336,12 +331,12 @@ func (s *Subsys) sampleAll(bg *background) {
 		}
 		if j.ok && tk.gen == j.gen && !tk.final {
 			tk.advanceLocked(j.sm)
-			s.observeLocked(tk, j.sm)
+			a.observeLocked(tk, j.sm)
 		}
 	}
-	now := s.nowNS()
-	s.expireLocked(now)
-	s.reconcileLocked(now)
+	now := a.nowNS()
+	a.expireLocked(now)
+	a.reconcileLocked(now)
 }
 
 func sampleOf(src source, last uint64) (sample, bool) {

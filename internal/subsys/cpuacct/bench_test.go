@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/containerfs/containerfs/internal/proc"
+	"github.com/containerfs/containerfs/internal/testutil"
 )
 
 // kernelCpuacct is the host's cgroup v1 cpuacct hierarchy.
@@ -82,13 +86,13 @@ func TestBenchVsKernel(t *testing.T) {
 			ws := make([]*workerProc, tc.workers)
 			for i := range ws {
 				ws[i] = startWorker(t)
-				if err := writeFile(filepath.Join(kdir, "cgroup.procs"), strconv.Itoa(ws[i].pid)); err != nil {
+				if err := testutil.WriteFile(t, filepath.Join(kdir, "cgroup.procs"), strconv.Itoa(ws[i].pid)); err != nil {
 					t.Fatal(err)
 				}
 				moveIn(t, odir, ws[i].pid)
 			}
 			for _, f := range []string{filepath.Join(kdir, "cpuacct.usage"), filepath.Join(odir, "cpuacct.usage")} {
-				if err := writeFile(f, "0"); err != nil {
+				if err := testutil.WriteFile(t, f, "0"); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -110,13 +114,18 @@ func TestBenchVsKernel(t *testing.T) {
 			time.Sleep(time.Second) // the last exit records, and the parents' cutime
 			k := readU64(t, filepath.Join(kdir, "cpuacct.usage"))
 			o := usage(t, odir)
-			kpc := readFile(t, filepath.Join(kdir, "cpuacct.usage_percpu"))
-			opc := readFile(t, filepath.Join(odir, "cpuacct.usage_percpu"))
+			kpc := testutil.ReadFile(t, filepath.Join(kdir, "cpuacct.usage_percpu"))
+			opc := testutil.ReadFile(t, filepath.Join(odir, "cpuacct.usage_percpu"))
 			diff := 100 * float64(o-k) / float64(k)
 			line := fmt.Sprintf("%-50s wall %6.2fs  kernel %9s  containerfs %9s  %+6.2f%%  per CPU: kernel [%s] ours [%s]",
 				tc.name, wall.Seconds(), ms(k), ms(o), diff, pcMS(kpc), pcMS(opc))
 			t.Log(line)
 			report = append(report, line)
+			// docs/deviations.md: every case came out within 0.6% of
+			// the kernel's figure; 1% is the target.
+			if math.Abs(diff) > maxDiffPct {
+				t.Errorf("%s: containerfs %s against the kernel's %s: %+.2f%%, want within ±%.0f%%", tc.name, ms(o), ms(k), diff, maxDiffPct)
+			}
 			for _, w := range ws {
 				w.in.Flush()
 			}
@@ -124,6 +133,14 @@ func TestBenchVsKernel(t *testing.T) {
 	}
 	t.Logf("summary:\n%s", strings.Join(report, "\n"))
 }
+
+// maxDiffPct is how far, in percent, TestBenchVsKernel lets our usage be
+// from the kernel's.
+const maxDiffPct = 1.0
+
+// maxOverhead is the most of one CPU the sampling of 1000 sleeping tasks
+// may take (the sampler stretches its period to stay under 2%; doc.go).
+const maxOverhead = 0.02
 
 func pcMS(s string) string {
 	var out []string
@@ -146,15 +163,11 @@ func TestBenchOverhead(t *testing.T) {
 	d, mnt := mountD(t, "big", "big/small")
 	big, small := filepath.Join(mnt, "big"), filepath.Join(mnt, "big/small")
 	daemonCPU := func() int64 {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.Cmd.Process.Pid))
+		st, err := proc.ReadStat("", d.Cmd.Process.Pid)
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := parseStat(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return int64(st.utime+st.stime) * nsPerTick
+		return int64(st.UTime+st.STime) * nsPerTick
 	}
 	readLatency := func(dir string) time.Duration {
 		const n = 200
@@ -187,6 +200,11 @@ func TestBenchOverhead(t *testing.T) {
 		ms(idle), ms(busy), 100*float64(busy)/3e9)
 	t.Logf("read cpuacct.usage: empty container %v, 100 tasks (sampled on read) %v, 1000 tasks (last round's figures) %v",
 		emptyRead, smallRead, bigRead)
+	// /proc/PID/stat counts to the tick: allow two of them beyond the
+	// target.
+	if bound := int64(maxOverhead*3e9) + 2*nsPerTick; busy > bound {
+		t.Errorf("daemon CPU over 3s with 1000 tracked sleepers: %s, want at most %s (%.0f%% of a CPU)", ms(busy), ms(bound), 100*maxOverhead)
+	}
 }
 
 type shell struct {

@@ -9,23 +9,21 @@ import (
 	"time"
 
 	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/worker"
 )
 
+// The subsystem: its hooks, the hierarchy's accounting (acct) and its
+// control files.
+
 // Subsys is the cpuacct subsystem. The zero value is ready to register.
+// Its fields are configuration; what a hierarchy tracks is in its root's
+// state (acct).
 type Subsys struct {
-	mu sync.Mutex
-	// The fields below are guarded by mu.
-	ncpu    int
-	bg      *background           // the running sampler and listeners; nil while unmounted
-	tasks   map[*core.Task]*task  // members of non-root containers
-	byTID   map[int]*task         // the same, and exited tasks awaiting their exit record
-	groups  map[int]int           // how many tracked tasks each thread group has
-	records map[int]pendingRecord // exit records not matched to a task yet
-	kin     map[int]*kin          // tracked thread groups' reaped children, by TGID
-	stats   Stats
-	btime   uint64 // boot time in seconds since the epoch, to check records
+	// Logf reports what accounting could not do; nil is log.Printf.
+	Logf core.Logf
 
 	// Test seams; nil or zero in production.
+	cpus       int                                         // possible CPUs; 0 reads sysfs
 	proc       string                                      // procfs root, "/proc"
 	open       func(tid int, start uint64) (source, error) // how tasks are sampled
 	now        func() time.Time                            // the clock of exitWait
@@ -33,6 +31,25 @@ type Subsys struct {
 	noThrottle bool                                        // sample on every read
 	readRoot   func() (procStat, error)                    // the root's figures
 	period     time.Duration                               // sampling period
+}
+
+// acct is one hierarchy's accounting: the tasks it tracks, the records it
+// waits for, its sampler. The root's group owns it and every group of the
+// hierarchy points to it. It reads its configuration through the Subsys.
+type acct struct {
+	*Subsys
+	ncpu int // possible CPUs: the per-CPU columns
+
+	mu sync.Mutex
+	// The fields below are guarded by mu.
+	bg      *worker.Worker        // the running sampler and listeners; nil once destroyed
+	tasks   map[*core.Task]*task  // members of non-root containers; nil once destroyed
+	byTID   map[int]*task         // the same, and exited tasks awaiting their exit record
+	groups  map[int]int           // how many tracked tasks each thread group has
+	records map[int]pendingRecord // exit records not matched to a task yet
+	kin     map[int]*kin          // tracked thread groups' reaped children, by TGID
+	stats   Stats
+	btime   uint64 // boot time in seconds since the epoch, to check records
 }
 
 var (
@@ -91,29 +108,35 @@ func (s *Subsys) procRoot() string {
 	return s.proc
 }
 
-// Create implements core.Subsys. The root's Create starts the sampler and
-// the taskstats listeners; they run until the root is destroyed.
+// Create implements core.Subsys. The root's Create makes the hierarchy's
+// accounting and starts its sampler and taskstats listeners; they run
+// until the root is destroyed.
 func (s *Subsys) Create(c *core.Container) (any, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c.IsRoot() {
-		if s.ncpu == 0 {
-			s.ncpu = possibleCPUs()
-		}
-		s.tasks = map[*core.Task]*task{}
-		s.byTID = map[int]*task{}
-		s.groups = map[int]int{}
-		s.kin = map[int]*kin{}
-		s.records = map[int]pendingRecord{}
-		if ps, err := s.rootStat(); err == nil {
-			s.btime = ps.btime
-		}
-		if !s.noBG {
-			s.bg = s.startBackground()
-		}
-		return newGroup(nil, s.ncpu), nil
+	if !c.IsRoot() {
+		p := s.group(c.Parent())
+		return newGroup(p, p.a), nil
 	}
-	return newGroup(c.Parent().State(s).(*group), s.ncpu), nil
+	a := &acct{
+		Subsys:  s,
+		ncpu:    s.cpus,
+		tasks:   map[*core.Task]*task{},
+		byTID:   map[int]*task{},
+		groups:  map[int]int{},
+		kin:     map[int]*kin{},
+		records: map[int]pendingRecord{},
+	}
+	if a.ncpu == 0 {
+		a.ncpu = possibleCPUs()
+	}
+	if ps, err := a.rootStat(a.ncpu); err == nil {
+		a.btime = ps.btime
+	}
+	if !s.noBG {
+		a.mu.Lock()
+		a.bg = a.startBackground()
+		a.mu.Unlock()
+	}
+	return newGroup(nil, a), nil
 }
 
 // Destroy implements core.Subsys. A destroyed child's group may still be
@@ -123,19 +146,28 @@ func (s *Subsys) Destroy(c *core.Container) {
 	if !c.IsRoot() {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.bg != nil {
-		s.bg.halt()
-		s.bg = nil
+	a := s.group(c).a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.bg != nil {
+		a.bg.Stop()
+		a.bg = nil
 	}
-	for _, tk := range s.tasks {
+	for _, tk := range a.tasks {
 		tk.closeSource()
 	}
-	s.tasks, s.byTID, s.groups, s.records, s.kin = nil, nil, nil, nil, nil
+	a.tasks, a.byTID, a.groups, a.records, a.kin = nil, nil, nil, nil, nil
 }
 
-func (s *Subsys) group(c *core.Container) *group { return c.State(s).(*group) }
+func (s *Subsys) group(c *core.Container) *group { return core.StateOf[*group](c, s) }
+
+// Stats returns the accounting counters of c's hierarchy.
+func (s *Subsys) Stats(c *core.Container) Stats {
+	a := s.group(c).a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stats
+}
 
 // Fork implements core.Forker: a child born in a container is charged from
 // its birth. Userspace learns of the fork after it happened, but nothing
@@ -144,44 +176,45 @@ func (s *Subsys) group(c *core.Container) *group { return c.State(s).(*group) }
 // now.
 func (s *Subsys) Fork(c *core.Container, t *core.Task) {
 	g := s.group(c)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.tasks == nil {
+	a := g.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tasks == nil {
 		return
 	}
 	tk := &task{ct: t, tid: t.TID, tgid: t.TGID, start: t.Start, g: g, based: true, cpu: -1}
-	s.track(tk)
-	if p, ok := s.records[t.TID]; ok && s.matches(tk, p) {
-		delete(s.records, t.TID)
-		s.finishLocked(tk, p.final)
+	a.track(tk)
+	if p, ok := a.records[t.TID]; ok && a.matches(tk, p) {
+		delete(a.records, t.TID)
+		a.finishLocked(tk, p.final)
 	}
 }
 
-func (s *Subsys) track(tk *task) {
-	s.tasks[tk.ct] = tk
-	s.byTID[tk.tid] = tk
-	s.groups[tk.tgid]++
-	if k := s.kin[tk.tgid]; k != nil {
+func (a *acct) track(tk *task) {
+	a.tasks[tk.ct] = tk
+	a.byTID[tk.tid] = tk
+	a.groups[tk.tgid]++
+	if k := a.kin[tk.tgid]; k != nil {
 		k.idle = 0
 	}
 }
 
 // forget stops sampling tk: it left for the root, or exited.
-func (s *Subsys) forget(tk *task) {
-	delete(s.tasks, tk.ct)
-	if s.groups[tk.tgid]--; s.groups[tk.tgid] <= 0 {
-		delete(s.groups, tk.tgid)
-		if k := s.kin[tk.tgid]; k != nil {
-			k.idle = s.nowNS()
+func (a *acct) forget(tk *task) {
+	delete(a.tasks, tk.ct)
+	if a.groups[tk.tgid]--; a.groups[tk.tgid] <= 0 {
+		delete(a.groups, tk.tgid)
+		if k := a.kin[tk.tgid]; k != nil {
+			k.idle = a.nowNS()
 		}
 	}
 	tk.closeSource()
 }
 
-func (s *Subsys) untrack(tk *task) {
-	s.forget(tk)
-	if s.byTID[tk.tid] == tk {
-		delete(s.byTID, tk.tid)
+func (a *acct) untrack(tk *task) {
+	a.forget(tk)
+	if a.byTID[tk.tid] == tk {
+		delete(a.byTID, tk.tid)
 	}
 }
 
@@ -199,19 +232,20 @@ func (tk *task) closeSource() {
 // the baseline is taken.
 func (s *Subsys) Attach(ts *core.TaskSet) {
 	dst := s.group(ts.Dst)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.tasks == nil {
+	a := dst.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tasks == nil {
 		return
 	}
 	for _, t := range ts.Tasks {
-		tk := s.tasks[t]
+		tk := a.tasks[t]
 		if tk != nil {
-			s.sampleLocked(tk)
+			a.sampleLocked(tk)
 			tk.gen++
 			tk.owed = 0 // the old container's
 			if dst.root {
-				s.untrack(tk)
+				a.untrack(tk)
 				continue
 			}
 			tk.g = dst
@@ -221,8 +255,8 @@ func (s *Subsys) Attach(ts *core.TaskSet) {
 			continue
 		}
 		tk = &task{ct: t, tid: t.TID, tgid: t.TGID, start: t.Start, g: dst, cpu: -1}
-		s.track(tk)
-		s.sampleLocked(tk)
+		a.track(tk)
+		a.sampleLocked(tk)
 	}
 }
 
@@ -232,9 +266,10 @@ func (s *Subsys) Attach(ts *core.TaskSet) {
 // final figure; otherwise it waits for its record (exitWait), and failing
 // that keeps what the last sample charged.
 func (s *Subsys) Exit(c *core.Container, t *core.Task) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	tk := s.tasks[t]
+	a := s.group(c).a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	tk := a.tasks[t]
 	if tk == nil {
 		return
 	}
@@ -242,33 +277,33 @@ func (s *Subsys) Exit(c *core.Container, t *core.Task) {
 		if sm, err := tk.src.read(tk.run); err == nil && sm.run > tk.run {
 			extra := sm.run - tk.run
 			tk.advanceLocked(sm)
-			s.stats.Zombie++
+			a.stats.Zombie++
 			// If its death was already linked to its parent, the parent
 			// must not find this time missing again.
-			if p := s.kin[tk.linked]; tk.linked != 0 && p != nil {
+			if p := a.kin[tk.linked]; tk.linked != 0 && p != nil {
 				p.expect += extra
 			}
 		}
 	}
-	s.forget(tk)
+	a.forget(tk)
 	tk.exited = true
-	tk.exitAt = s.nowNS()
-	if p, ok := s.records[tk.tid]; ok && !tk.final && s.matches(tk, p) {
-		delete(s.records, tk.tid)
-		s.finishLocked(tk, p.final)
+	tk.exitAt = a.nowNS()
+	if p, ok := a.records[tk.tid]; ok && !tk.final && a.matches(tk, p) {
+		delete(a.records, tk.tid)
+		a.finishLocked(tk, p.final)
 	}
-	if tk.final && s.byTID[tk.tid] == tk {
-		delete(s.byTID, tk.tid)
+	if tk.final && a.byTID[tk.tid] == tk {
+		delete(a.byTID, tk.tid)
 	}
 }
 
 // sampleLocked charges tk with a fresh sample. It reads /proc, a few µs.
-func (s *Subsys) sampleLocked(tk *task) {
+func (a *acct) sampleLocked(tk *task) {
 	if tk.final || tk.noSource {
 		return
 	}
 	if tk.src == nil {
-		src, err := s.openTask(tk.tid, tk.start)
+		src, err := a.openTask(tk.tid, tk.start)
 		if err != nil {
 			tk.noSource = true
 			return
@@ -284,7 +319,7 @@ func (s *Subsys) sampleLocked(tk *task) {
 		return
 	}
 	tk.advanceLocked(sm)
-	s.observeLocked(tk, sm)
+	a.observeLocked(tk, sm)
 }
 
 func (s *Subsys) openTask(tid int, start uint64) (source, error) {
@@ -296,7 +331,7 @@ func (s *Subsys) openTask(tid int, start uint64) (source, error) {
 
 // refreshLocked samples the tracked tasks of c's subtree, so that a read
 // shows what they have used up to now. Call with the registry lock held.
-func (s *Subsys) refreshLocked(c *core.Container) {
+func (a *acct) refreshLocked(c *core.Container) {
 	var cts []*core.Task
 	var walk func(c *core.Container) bool
 	walk = func(c *core.Container) bool {
@@ -315,16 +350,16 @@ func (s *Subsys) refreshLocked(c *core.Container) {
 		return
 	}
 	for _, t := range cts {
-		if tk := s.tasks[t]; tk != nil {
-			s.sampleLocked(tk)
+		if tk := a.tasks[t]; tk != nil {
+			a.sampleLocked(tk)
 		}
 	}
 }
 
 // fresh tells whether g's subtree was sampled for a read less than
 // refreshEvery ago, and if not, notes that it is about to be.
-func (s *Subsys) fresh(g *group) bool {
-	if s.noThrottle {
+func (a *acct) fresh(g *group) bool {
+	if a.noThrottle {
 		return false
 	}
 	now := time.Now().UnixNano()
@@ -338,28 +373,25 @@ func (s *Subsys) fresh(g *group) bool {
 // figures are a container's per-CPU counters as a read shows them.
 func (s *Subsys) figures(c *core.Container) ([]counters, *group, error) {
 	g := s.group(c)
+	a := g.a
 	if g.root {
-		ps, err := s.rootStat()
+		ps, err := s.rootStat(a.ncpu)
 		if err != nil {
 			return nil, g, fmt.Errorf("cpuacct: %w", err)
 		}
 		return ps.cpus, g, nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.tasks != nil && !s.fresh(g) {
-		s.refreshLocked(c)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tasks != nil && !a.fresh(g) {
+		a.refreshLocked(c)
 	}
 	return append([]counters(nil), g.cpus...), g, nil
 }
 
-func (s *Subsys) rootStat() (procStat, error) {
+func (s *Subsys) rootStat(ncpu int) (procStat, error) {
 	if s.readRoot != nil {
 		return s.readRoot()
-	}
-	ncpu := s.ncpu
-	if ncpu == 0 {
-		ncpu = possibleCPUs()
 	}
 	return readProcStat(s.procRoot()+"/stat", ncpu)
 }
@@ -382,19 +414,24 @@ func (f field) of(c counters) uint64 {
 	return c.usage
 }
 
-// Files implements core.Subsys: the kernel's cpuacct files, in its order.
+// Files implements core.Subsys: the kernel's cpuacct files, in its order
+// (kernel/sched/cpuacct.c): usage, usage_user and usage_sys are read_u64
+// (and usage write_u64), the others seq_show.
 func (s *Subsys) Files() []core.File {
-	total := func(f field) func(*core.Container) (string, error) {
-		return func(c *core.Container) (string, error) {
+	total := func(f field) func(*core.Container) uint64 {
+		return func(c *core.Container) uint64 {
 			cpus, _, err := s.figures(c)
 			if err != nil {
-				return "", err
+				// A read_u64 cannot fail: the root's /proc/stat
+				// could not be read, and there is nothing to show.
+				s.Logf.Printf("%v", err)
+				return 0
 			}
 			var sum uint64
 			for _, x := range cpus {
 				sum += f.of(x)
 			}
-			return strconv.FormatUint(sum, 10) + "\n", nil
+			return sum
 		}
 	}
 	percpu := func(f field) func(*core.Container) (string, error) {
@@ -414,9 +451,9 @@ func (s *Subsys) Files() []core.File {
 		}
 	}
 	return []core.File{
-		{Name: "usage", Flags: core.NotSetting, Read: total(fUsage), Write: s.writeUsage},
-		{Name: "usage_user", Read: total(fUser)},
-		{Name: "usage_sys", Read: total(fSys)},
+		{Name: "usage", Flags: core.NotSetting, ReadU64: total(fUsage), WriteU64: s.writeUsage},
+		{Name: "usage_user", ReadU64: total(fUser)},
+		{Name: "usage_sys", ReadU64: total(fSys)},
 		{Name: "usage_percpu", Read: percpu(fUsage)},
 		{Name: "usage_percpu_user", Read: percpu(fUser)},
 		{Name: "usage_percpu_sys", Read: percpu(fSys)},
@@ -457,9 +494,9 @@ func (s *Subsys) readStat(c *core.Container) (string, error) {
 		// The root's usage is user+system already.
 		return fmt.Sprintf("user %d\nsystem %d\n", user/nsPerTick, sys/nsPerTick), nil
 	}
-	s.mu.Lock()
+	g.a.mu.Lock()
 	ut, st := cputimeAdjust(usage, user, sys, &g.prevUser, &g.prevSys)
-	s.mu.Unlock()
+	g.a.mu.Unlock()
 	return fmt.Sprintf("user %d\nsystem %d\n", ut/nsPerTick, st/nsPerTick), nil
 }
 
@@ -487,15 +524,11 @@ func cputimeAdjust(rtime, utime, stime uint64, prevU, prevS *uint64) (uint64, ui
 	return utime, stime
 }
 
-// writeUsage is cpuacct.usage's write: 0 resets the container's own
-// counters (not its descendants'); anything else is EINVAL. The root's
-// reset is accepted and does nothing, as the kernel refuses to reset the
-// machine's kernel_cpustat.
-func (s *Subsys) writeUsage(c *core.Container, _ core.Caller, data string) error {
-	v, err := core.Kstrtoull(data)
-	if err != nil {
-		return fmt.Errorf("cpuacct.usage: %w", err)
-	}
+// writeUsage is cpuusage_write: 0 resets the container's own counters
+// (not its descendants'); anything else is EINVAL. The root's reset is
+// accepted and does nothing, as the kernel refuses to reset the machine's
+// kernel_cpustat.
+func (s *Subsys) writeUsage(c *core.Container, _ core.Caller, v uint64) error {
 	if v != 0 {
 		return fmt.Errorf("cpuacct.usage: only 0 resets, not %d: %w", v, syscall.EINVAL)
 	}
@@ -503,20 +536,14 @@ func (s *Subsys) writeUsage(c *core.Container, _ core.Caller, data string) error
 	if g.root {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	a := g.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	// Charge what the tasks used before the reset, so it is not counted
 	// after it.
-	if s.tasks != nil {
-		s.refreshLocked(c)
+	if a.tasks != nil {
+		a.refreshLocked(c)
 	}
 	g.resetLocked()
 	return nil
-}
-
-// Stats returns the accounting counters.
-func (s *Subsys) Stats() Stats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stats
 }

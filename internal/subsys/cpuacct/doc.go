@@ -1,4 +1,5 @@
-// Package cpuacct is the cpuacct subsystem (SPEC section 7): it counts the
+// Package cpuacct is the cpuacct subsystem (kernel/sched/cpuacct.c,
+// Documentation/admin-guide/cgroup-v1/cpuacct.rst): it counts the
 // CPU time the tasks of each container use, in nanoseconds, by CPU and by
 // user and system mode, and enforces nothing.
 //
@@ -79,7 +80,7 @@
 // It never acts on a task: it only reads /proc and listens to taskstats.
 // Hooks and file handlers run under the registry lock and do at most a
 // bounded number of /proc reads; the sampling rounds read /proc without
-// any lock held and take the subsystem's lock only to charge. The lock
-// order is the registry's, then mu; mu is never held while calling into
-// the registry.
+// any lock held and take the lock of the hierarchy's accounting (acct.mu,
+// in the root's state) only to charge. The lock order is the registry's,
+// then mu; mu is never held while calling into the registry.
 package cpuacct

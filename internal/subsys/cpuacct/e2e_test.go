@@ -42,18 +42,9 @@ func mountD(t *testing.T, dirs ...string) (*testutil.Daemon, string) {
 	return d, mnt
 }
 
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 func readU64(t *testing.T, path string) int64 {
 	t.Helper()
-	s := readFile(t, path)
+	s := testutil.ReadFile(t, path)
 	v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 	if err != nil {
 		t.Fatalf("%s: %q: %v", path, s, err)
@@ -63,11 +54,9 @@ func readU64(t *testing.T, path string) int64 {
 
 func usage(t *testing.T, dir string) int64 { return readU64(t, filepath.Join(dir, "cpuacct.usage")) }
 
-func writeFile(path, data string) error { return os.WriteFile(path, []byte(data), 0) }
-
 func moveIn(t *testing.T, dir string, pid int) {
 	t.Helper()
-	if err := writeFile(filepath.Join(dir, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
+	if err := testutil.WriteFile(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
 		t.Fatalf("move %d into %s: %v", pid, dir, err)
 	}
 }
@@ -96,6 +85,7 @@ func sumFields(t *testing.T, s string) int64 {
 // TestFiles checks the files, their modes and their formats, in the root
 // and in a child, against the kernel's cpuacct.
 func TestFiles(t *testing.T) {
+	testutil.Short(t)
 	mnt := mount(t, "c")
 	ncpu := possibleCPUs()
 	modes := map[string]os.FileMode{
@@ -115,13 +105,13 @@ func TestFiles(t *testing.T) {
 			}
 		}
 		for _, name := range []string{"usage_percpu", "usage_percpu_user", "usage_percpu_sys"} {
-			s := readFile(t, filepath.Join(dir, "cpuacct."+name))
+			s := testutil.ReadFile(t, filepath.Join(dir, "cpuacct."+name))
 			// cgroup v1 prints "%llu " per CPU, then "\n".
 			if !strings.HasSuffix(s, " \n") || len(strings.Fields(s)) != ncpu {
 				t.Errorf("%s: got %q, want %d numbers each followed by a space, then a newline", name, s, ncpu)
 			}
 		}
-		all := strings.Split(readFile(t, filepath.Join(dir, "cpuacct.usage_all")), "\n")
+		all := strings.Split(testutil.ReadFile(t, filepath.Join(dir, "cpuacct.usage_all")), "\n")
 		if len(all) != ncpu+2 || all[0] != "cpu user system" || all[ncpu+1] != "" {
 			t.Errorf("usage_all: got %q, want a header and %d lines", all, ncpu)
 		}
@@ -130,7 +120,7 @@ func TestFiles(t *testing.T) {
 				t.Errorf("usage_all line %d: got %q, want \"%d USER SYSTEM\"", i, all[i], i-1)
 			}
 		}
-		stat := readFile(t, filepath.Join(dir, "cpuacct.stat"))
+		stat := testutil.ReadFile(t, filepath.Join(dir, "cpuacct.stat"))
 		var u, s int64
 		if n, _ := fmtSscanf(stat, "user %d\nsystem %d\n", &u, &s); n != 2 || !strings.HasSuffix(stat, "\n") {
 			t.Errorf("stat: got %q, want \"user N\\nsystem N\\n\"", stat)
@@ -154,6 +144,7 @@ func TestFiles(t *testing.T) {
 // it used while a member, within 3%, to the container and its parent; the
 // time it spent before, in the root, is not.
 func TestBusyLoop(t *testing.T) {
+	testutil.Short(t)
 	mnt := mount(t, "a", "a/b")
 	a, b := filepath.Join(mnt, "a"), filepath.Join(mnt, "a/b")
 	w := startWorker(t)
@@ -171,7 +162,7 @@ func TestBusyLoop(t *testing.T) {
 		t.Errorf("a usage %s below its child's %s: charges must reach ancestors", ms(ua), ms(ub))
 	}
 	// The figures agree with each other.
-	pc := sumFields(t, readFile(t, filepath.Join(b, "cpuacct.usage_percpu")))
+	pc := sumFields(t, testutil.ReadFile(t, filepath.Join(b, "cpuacct.usage_percpu")))
 	u := readU64(t, filepath.Join(b, "cpuacct.usage_user"))
 	s := readU64(t, filepath.Join(b, "cpuacct.usage_sys"))
 	total := usage(t, b)
@@ -182,7 +173,7 @@ func TestBusyLoop(t *testing.T) {
 		t.Errorf("usage_user %s + usage_sys %s against usage %s: want the sum no more than usage, and user at least 80%% of a busy loop", ms(u), ms(s), ms(total))
 	}
 	var su, ss int64
-	fmtSscanf(readFile(t, filepath.Join(b, "cpuacct.stat")), "user %d\nsystem %d\n", &su, &ss)
+	fmtSscanf(testutil.ReadFile(t, filepath.Join(b, "cpuacct.stat")), "user %d\nsystem %d\n", &su, &ss)
 	if d := (su+ss)*nsPerTick - total; d > 2*nsPerTick || d < -2*nsPerTick {
 		t.Errorf("stat user %d + system %d ticks: want usage %s in ticks", su, ss, ms(total))
 	}
@@ -191,6 +182,7 @@ func TestBusyLoop(t *testing.T) {
 // TestMovedInBringsNothing: a task that ran a second in the root brings
 // none of it along; then it is charged from the move.
 func TestMovedInBringsNothing(t *testing.T) {
+	testutil.Short(t)
 	mnt := mount(t, "c")
 	c := filepath.Join(mnt, "c")
 	w := startWorker(t)
@@ -209,6 +201,7 @@ func TestMovedInBringsNothing(t *testing.T) {
 // TestMoveBetween: the old container keeps what the task used there, and
 // the parent has both.
 func TestMoveBetween(t *testing.T) {
+	testutil.Short(t)
 	mnt := mount(t, "p", "p/x", "p/y")
 	p, x, y := filepath.Join(mnt, "p"), filepath.Join(mnt, "p/x"), filepath.Join(mnt, "p/y")
 	w := startWorker(t)
@@ -243,6 +236,7 @@ func TestMoveBetween(t *testing.T) {
 // for what the records miss at the end of each child, through the parent's
 // cutime once it has reaped them.
 func TestShortLived(t *testing.T) {
+	testutil.Short(t)
 	mnt := mount(t, "c")
 	c := filepath.Join(mnt, "c")
 	w := startWorker(t)
@@ -271,6 +265,7 @@ func TestShortLived(t *testing.T) {
 // parent's; anything else is EINVAL and changes nothing. The root accepts
 // 0 and stays as it is, as the kernel's does.
 func TestReset(t *testing.T) {
+	testutil.Short(t)
 	mnt := mount(t, "a", "a/b")
 	a, b := filepath.Join(mnt, "a"), filepath.Join(mnt, "a/b")
 	w := startWorker(t)
@@ -278,7 +273,7 @@ func TestReset(t *testing.T) {
 	w.do("spin 200")
 	ua := usage(t, a)
 	for _, bad := range []string{"1", "-1", "abc", "0 0", " 0", "0 "} { // write_u64: kstrtoull strips nothing
-		err := writeFile(filepath.Join(b, "cpuacct.usage"), bad)
+		err := testutil.WriteFile(t, filepath.Join(b, "cpuacct.usage"), bad)
 		if !errors.Is(err, syscall.EINVAL) {
 			t.Errorf("write %q: got %v, want EINVAL", bad, err)
 		}
@@ -287,14 +282,14 @@ func TestReset(t *testing.T) {
 		t.Errorf("usage after refused writes: got %s, want about 200ms", ms(ub))
 	}
 	for _, zero := range []string{"0", "0\n", "0x0", "+00"} {
-		if err := writeFile(filepath.Join(b, "cpuacct.usage"), zero); err != nil {
+		if err := testutil.WriteFile(t, filepath.Join(b, "cpuacct.usage"), zero); err != nil {
 			t.Fatalf("write %q: %v", zero, err)
 		}
 		if ub := usage(t, b); ub > 2e6 {
 			t.Errorf("usage after writing %q: got %s, want about 0", zero, ms(ub))
 		}
 	}
-	if s := sumFields(t, readFile(t, filepath.Join(b, "cpuacct.usage_percpu"))); s > 2e6 {
+	if s := sumFields(t, testutil.ReadFile(t, filepath.Join(b, "cpuacct.usage_percpu"))); s > 2e6 {
 		t.Errorf("usage_percpu after reset sums to %s, want about 0", ms(s))
 	}
 	if got := usage(t, a); got < ua {
@@ -306,13 +301,13 @@ func TestReset(t *testing.T) {
 		t.Errorf("usage after reset and 200ms: got %s, want %s", ms(ub), ms(c1-c0))
 	}
 	r0 := usage(t, mnt)
-	if err := writeFile(filepath.Join(mnt, "cpuacct.usage"), "0"); err != nil {
+	if err := testutil.WriteFile(t, filepath.Join(mnt, "cpuacct.usage"), "0"); err != nil {
 		t.Errorf("root write 0: got %v, want success", err)
 	}
 	if r1 := usage(t, mnt); r1 < r0 {
 		t.Errorf("root usage after write 0: got %s, want it unchanged (%s)", ms(r1), ms(r0))
 	}
-	if err := writeFile(filepath.Join(mnt, "cpuacct.usage"), "7"); !errors.Is(err, syscall.EINVAL) {
+	if err := testutil.WriteFile(t, filepath.Join(mnt, "cpuacct.usage"), "7"); !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("root write 7: got %v, want EINVAL", err)
 	}
 }

@@ -117,7 +117,7 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	w := newWorld()
-	s := &Subsys{noBG: true, noThrottle: true, ncpu: 2, open: w.open, now: func() time.Time {
+	s := &Subsys{noBG: true, noThrottle: true, cpus: 2, open: w.open, now: func() time.Time {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return w.now
@@ -133,6 +133,9 @@ func newRig(t *testing.T) *rig {
 	}
 	return &rig{t: t, w: w, s: s, r: r, h: h}
 }
+
+// acct is the hierarchy's accounting.
+func (g *rig) acct() *acct { return g.s.group(g.h.Root()).a }
 
 // mkdir makes container path ("a/b"), parents first as needed.
 func (g *rig) mkdir(path string) *core.Container {
@@ -187,7 +190,7 @@ func (g *rig) exit(tid int) {
 
 // record delivers an exit record as the listener of cpu would.
 func (g *rig) record(cpu, tid, tgid, ppid int, run, userUS, sysUS uint64) {
-	g.s.onRecords(nil, cpu, []taskstats.Record{{ID: tid, Stats: taskstats.Stats{
+	g.acct().onRecords(nil, cpu, []taskstats.Record{{ID: tid, Stats: taskstats.Stats{
 		PID: tid, TGID: tgid, PPID: ppid, RunVirtualNS: run, UserUS: userUS, SysUS: sysUS,
 	}}})
 }

@@ -30,7 +30,7 @@ type observation struct {
 }
 
 // kin is one tracked thread group's reaped children, as seen and as
-// expected. Guarded by Subsys.mu.
+// expected. Guarded by acct.mu.
 type kin struct {
 	expect  uint64        // the first value seen, plus the children linked since
 	charged uint64        // corrections charged so far
@@ -55,32 +55,32 @@ func (k *kin) expected() uint64 { return max(k.expect+k.charged, k.last) }
 
 // observeLocked notes a sample's cutime+cstime for the task's thread group;
 // the first one is the group's base.
-func (s *Subsys) observeLocked(tk *task, sm sample) {
+func (a *acct) observeLocked(tk *task, sm sample) {
 	if !sm.hasStat {
 		return
 	}
 	tk.ppid = sm.ppid
-	k := s.kin[tk.tgid]
+	k := a.kin[tk.tgid]
 	if k == nil {
-		s.kin[tk.tgid] = &kin{expect: sm.kids, last: sm.kids, ripe: sm.kids}
+		a.kin[tk.tgid] = &kin{expect: sm.kids, last: sm.kids, ripe: sm.kids}
 		return
 	}
 	if sm.kids > k.last {
 		k.last = sm.kids
-		k.queue = append(k.queue, observation{sm.kids, s.nowNS()})
+		k.queue = append(k.queue, observation{sm.kids, a.nowNS()})
 	}
 }
 
 // deathLocked links thread group tgid, which has died having run own ns by
 // its records, to its parent's expectation. It returns whether the parent
 // is reconciled.
-func (s *Subsys) deathLocked(tgid, ppid int, own uint64) bool {
+func (a *acct) deathLocked(tgid, ppid int, own uint64) bool {
 	var kids uint64
-	if k := s.kin[tgid]; k != nil {
+	if k := a.kin[tgid]; k != nil {
 		kids = k.expected()
-		delete(s.kin, tgid)
+		delete(a.kin, tgid)
 	}
-	p := s.kin[ppid]
+	p := a.kin[ppid]
 	if p == nil || ppid == tgid {
 		return false
 	}
@@ -90,23 +90,23 @@ func (s *Subsys) deathLocked(tgid, ppid int, own uint64) bool {
 
 // reconcileLocked charges each group's ripe difference to its leader's
 // container, and forgets groups gone for longer than exitWait.
-func (s *Subsys) reconcileLocked(now int64) {
-	for tgid, k := range s.kin {
+func (a *acct) reconcileLocked(now int64) {
+	for tgid, k := range a.kin {
 		if k.idle != 0 && now-k.idle > int64(exitWait) {
-			delete(s.kin, tgid)
+			delete(a.kin, tgid)
 			continue
 		}
 		k.ripen(now)
 		if k.ripe <= k.expect+k.charged {
 			continue
 		}
-		leader := s.byTID[tgid]
-		if leader == nil || s.tasks[leader.ct] != leader {
+		leader := a.byTID[tgid]
+		if leader == nil || a.tasks[leader.ct] != leader {
 			continue // the leader left: nowhere to charge
 		}
 		d := k.ripe - k.expect - k.charged
 		leader.g.chargeLocked(leader.cpu, d, 0, 0)
 		k.charged += d
-		s.stats.Reconciled += d
+		a.stats.Reconciled += d
 	}
 }

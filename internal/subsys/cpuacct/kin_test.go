@@ -31,7 +31,7 @@ func TestReconcile(t *testing.T) {
 		story: func(g *rig) {
 			g.reap(5093 * ms1) // the observation includes the child...
 			g.advance(10 * time.Millisecond)
-			g.s.sampleAll(nil)
+			g.acct().sampleAll(nil)
 			g.record(0, 20, 20, 10, 90*ms1, 0, 0) // ...whose record comes after
 			g.exit(20)
 		},
@@ -41,7 +41,7 @@ func TestReconcile(t *testing.T) {
 		story: func(g *rig) {
 			g.exit(20)
 			g.advance(exitWait + time.Second)
-			g.s.sampleAll(nil)
+			g.acct().sampleAll(nil)
 			g.reap(5093 * ms1)
 		},
 		want: 93*ms1 + ms1/10, // and the parent's 0.1 ms of reaping
@@ -58,7 +58,7 @@ func TestReconcile(t *testing.T) {
 		name: "a multi-threaded child: the group's aggregate",
 		story: func(g *rig) {
 			g.exit(20)
-			g.s.onRecords(nil, 0, []taskstats.Record{
+			g.acct().onRecords(nil, 0, []taskstats.Record{
 				{ID: 20, Stats: taskstats.Stats{PID: 20, TGID: 20, PPID: 10, RunVirtualNS: 90 * ms1}},
 				// 20 ms of another thread that was never tracked.
 				{ID: 20, Group: true, Stats: taskstats.Stats{RunVirtualNS: 110 * ms1}},
@@ -77,19 +77,19 @@ func TestReconcile(t *testing.T) {
 			g.fork(10, 20)
 			g.w.set(20, 60*ms1, 0, 0, 0)
 			g.w.setKids(20, 0, 10)
-			g.s.sampleAll(nil)
+			g.acct().sampleAll(nil)
 			tc.story(g)
 			// Nothing is charged from an observation younger than kinDelay.
-			g.s.sampleAll(nil)
+			g.acct().sampleAll(nil)
 			before := g.usage(c)
 			g.advance(kinDelay)
-			g.s.sampleAll(nil)
+			g.acct().sampleAll(nil)
 			if got := g.usage(c); got != tc.want {
 				t.Errorf("usage: got %v, want %v (before the delay: %v)", time.Duration(got), time.Duration(tc.want), time.Duration(before))
 			}
 			// Later rounds change nothing.
 			g.advance(time.Second)
-			g.s.sampleAll(nil)
+			g.acct().sampleAll(nil)
 			if got := g.usage(c); got != tc.want {
 				t.Errorf("usage a second later: got %v, want %v", time.Duration(got), time.Duration(tc.want))
 			}
@@ -105,7 +105,7 @@ func (g *rig) reap(kids uint64) {
 	g.w.mu.Unlock()
 	g.w.set(10, sm.run+ms1/10, 0, 0, 0)
 	g.w.setKids(10, kids, 1)
-	g.s.sampleAll(nil)
+	g.acct().sampleAll(nil)
 }
 
 // TestReconcileNotBeforeDelay: a difference seen less than kinDelay ago is
@@ -120,12 +120,12 @@ func TestReconcileNotBeforeDelay(t *testing.T) {
 	g.exit(20) // never sampled, record lost: all of it comes from the parent
 	g.reap(40 * ms1)
 	g.advance(kinDelay - time.Millisecond)
-	g.s.sampleAll(nil)
+	g.acct().sampleAll(nil)
 	if got := g.usage(c); got > ms1 {
 		t.Errorf("usage before kinDelay: got %v, want the parent's 0.1 ms", time.Duration(got))
 	}
 	g.advance(2 * time.Millisecond)
-	g.s.sampleAll(nil)
+	g.acct().sampleAll(nil)
 	if got, want := g.usage(c), 40*ms1+ms1/10; got != want {
 		t.Errorf("usage after kinDelay: got %v, want %v", time.Duration(got), time.Duration(want))
 	}

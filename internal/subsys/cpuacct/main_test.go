@@ -18,7 +18,7 @@ import (
 )
 
 // helperEnv makes the test binary a helper process for the end-to-end
-// tests and the benchmark instead of running tests: see worker.
+// tests and the benchmark instead of running tests: see helperWorker.
 const helperEnv = "CPUACCT_TEST_HELPER"
 
 func TestMain(m *testing.M) {
@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 	case "":
 		os.Exit(m.Run())
 	case "worker":
-		worker()
+		helperWorker()
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", os.Getenv(helperEnv))
 		os.Exit(2)
@@ -87,7 +87,7 @@ func childCPU(c *exec.Cmd) int64 {
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
-// worker obeys one command per line of stdin and answers each with a
+// helperWorker obeys one command per line of stdin and answers each with a
 // line: "ok" and a figure in ns, or "error ...". It exits at EOF.
 //
 //	cpu                 its own CPU time so far
@@ -96,7 +96,7 @@ func childCPU(c *exec.Cmd) int64 {
 //	                    answers the sum of their CPU times
 //	threads N MS        start N threads that burn MS ms each and exit;
 //	                    answers when they are gone
-func worker() {
+func helperWorker() {
 	in := bufio.NewScanner(os.Stdin)
 	fmt.Println("ready")
 	for in.Scan() {

@@ -12,6 +12,8 @@ import (
 	"github.com/containerfs/containerfs/internal/subsys/cpulist"
 )
 
+// The machine's figures: possible CPUs, and /proc/stat for the root's files.
+
 // possibleCPUs is how many columns the kernel's per-CPU files have: one
 // per possible CPU (for_each_possible_cpu).
 func possibleCPUs() int {

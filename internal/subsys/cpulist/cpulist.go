@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/containerfs/containerfs/internal/core"
 )
 
 // Set is a set of CPU or memory-node numbers. The zero value is the empty
@@ -315,34 +317,11 @@ func getNum(s string, i int, lastbit uint32) (uint32, int, error) {
 	return uint32(n), j, nil
 }
 
-// isSpace is the kernel's isspace(): the C locale's six, plus Latin-1's
-// non-breaking space (0xa0), which lib/ctype.c also marks as a space.
-func isSpace(c byte) bool {
-	switch c {
-	case ' ', '\t', '\n', '\v', '\f', '\r', 0xa0:
-		return true
-	}
-	return false
-}
-
 func endOfStr(s string, i int) bool { return i >= len(s) || s[i] == 0 || s[i] == '\n' }
 
-func isRegionSep(c byte) bool { return isSpace(c) || c == ',' }
+func isRegionSep(c byte) bool { return core.IsSpace(c) || c == ',' }
 
 func endOfRegion(s string, i int) bool { return endOfStr(s, i) || isRegionSep(s[i]) }
-
-// StripSpace is the kernel's strstrip(): white space (isspace) removed from
-// both ends, as cgroup v1 handlers do to a write before parsing it.
-func StripSpace(s string) string {
-	i, j := 0, len(s)
-	for i < j && isSpace(s[i]) {
-		i++
-	}
-	for j > i && isSpace(s[j-1]) {
-		j--
-	}
-	return s[i:j]
-}
 
 // SysCPU and SysNode are where sysfs lists CPUs and memory nodes.
 const (
@@ -359,7 +338,7 @@ func ReadFile(path string) (Set, error) {
 	if err != nil {
 		return Set{}, err
 	}
-	s, err := Parse(StripSpace(string(b)), sysfsBits)
+	s, err := Parse(core.Strstrip(string(b)), sysfsBits)
 	if err != nil {
 		return Set{}, fmt.Errorf("%s: %w", path, err)
 	}

@@ -140,20 +140,6 @@ func TestSetOps(t *testing.T) {
 	}
 }
 
-func TestStripSpace(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"", ""},
-		{" \t1-2\n", "1-2"},
-		{"\n\n", ""},
-		{"0 1", "0 1"},
-	}
-	for _, tc := range tests {
-		if got := StripSpace(tc.in); got != tc.want {
-			t.Errorf("StripSpace(%q): got %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestSysfs(t *testing.T) {
 	n, err := PossibleCPUs()
 	if err != nil {

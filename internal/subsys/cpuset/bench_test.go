@@ -129,10 +129,10 @@ func benchMoves(b *testing.B, root, lo, hi string, cpuset bool) {
 			if i == 1 {
 				cpus = hi
 			}
-			if err := writeFile(filepath.Join(d, "cpuset.cpus"), cpus); err != nil {
+			if err := testutil.WriteFile(b, filepath.Join(d, "cpuset.cpus"), cpus); err != nil {
 				b.Fatal(err)
 			}
-			if err := writeFile(filepath.Join(d, "cpuset.mems"), "0"); err != nil {
+			if err := testutil.WriteFile(b, filepath.Join(d, "cpuset.mems"), "0"); err != nil {
 				b.Fatal(err)
 			}
 		}

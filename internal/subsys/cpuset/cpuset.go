@@ -2,14 +2,15 @@ package cpuset
 
 import (
 	"fmt"
-	"log"
-	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/subsys/cpulist"
 )
+
+// The subsystem: its state, its hooks and its control files (the kernel's
+// cpuset1_files in kernel/cgroup/cpuset-v1.c).
 
 // Subsys is the cpuset subsystem. The zero value enforces on the running
 // kernel; tests set Kernel and Interval.
@@ -20,7 +21,7 @@ type Subsys struct {
 	// Interval is the affinity checker's period; 0 is DefaultInterval.
 	Interval time.Duration
 	// Logf reports what enforcement could not do; nil is log.Printf.
-	Logf func(format string, a ...any)
+	Logf core.Logf
 }
 
 var (
@@ -84,15 +85,7 @@ func (st *state) memsLocked() cpulist.Set {
 // Name implements core.Subsys.
 func (*Subsys) Name() string { return "cpuset" }
 
-func (s *Subsys) stateOf(c *core.Container) *state { return c.State(s).(*state) }
-
-func (s *Subsys) logf(format string, a ...any) {
-	if s.Logf != nil {
-		s.Logf(format, a...)
-		return
-	}
-	log.Printf(format, a...)
-}
+func (s *Subsys) state(c *core.Container) *state { return core.StateOf[*state](c, s) }
 
 // Create implements core.Subsys. The root reads the machine's topology and
 // starts the hierarchy's enforcer. A child starts with no CPUs and no
@@ -114,18 +107,18 @@ func (s *Subsys) Create(c *core.Container) (any, error) {
 		if interval <= 0 {
 			interval = DefaultInterval
 		}
-		e := newEnforcer(k, topo, interval, s.logf)
+		e := newEnforcer(k, topo, interval, s.Logf)
 		e.start()
 		// The top cpuset is exclusive and balanced (top_cpuset.flags).
 		return &state{e: e, root: true, flags: cpuExclusive | memExclusive | schedLoadBalance, relax: -1}, nil
 	}
 	parent := c.Parent()
-	p := s.stateOf(parent)
+	p := s.state(parent)
 	st := &state{e: p.e, flags: schedLoadBalance | p.flags&(spreadPage|spreadSlab), relax: -1}
 	if parent.CloneChildrenLocked() {
 		clone := true
 		for _, sib := range parent.ChildrenLocked() {
-			if sib != c && s.stateOf(sib).has(cpuExclusive|memExclusive) {
+			if sib != c && s.state(sib).has(cpuExclusive|memExclusive) {
 				clone = false
 			}
 		}
@@ -140,7 +133,7 @@ func (s *Subsys) Create(c *core.Container) (any, error) {
 // hierarchy's enforcer; it tracks no task by then, since every task is in
 // the root when a hierarchy is torn down.
 func (s *Subsys) Destroy(c *core.Container) {
-	if st := s.stateOf(c); st.root {
+	if st := s.state(c); st.root {
 		st.e.close()
 	}
 }
@@ -148,7 +141,7 @@ func (s *Subsys) Destroy(c *core.Container) {
 // CanAttach implements core.CanAttacher: cgroup v1 refuses to attach to a
 // cpuset with no CPUs or no memory nodes (ENOSPC). A root always has both.
 func (s *Subsys) CanAttach(ts *core.TaskSet) error {
-	st := s.stateOf(ts.Dst)
+	st := s.state(ts.Dst)
 	if st.root {
 		return nil
 	}
@@ -169,10 +162,10 @@ func (s *Subsys) CancelAttach(*core.TaskSet) {}
 // a moved thread-group leader's pages follow it to the new nodes (on the
 // enforcer's goroutine: migration is slow).
 func (s *Subsys) Attach(ts *core.TaskSet) {
-	dst := s.stateOf(ts.Dst)
+	dst := s.state(ts.Dst)
 	dstCPUs, dstMems := dst.cpusLocked(), dst.memsLocked()
 	for i, t := range ts.Tasks {
-		src := s.stateOf(ts.Src[i])
+		src := s.state(ts.Src[i])
 		if dst.root {
 			dst.e.release(t.TID, t.Start)
 		} else {
@@ -196,7 +189,7 @@ func (s *Subsys) Attach(ts *core.TaskSet) {
 // unless the parent moved in or the cpuset changed meanwhile; this puts
 // that right, and starts tracking the child for the checker.
 func (s *Subsys) Fork(c *core.Container, t *core.Task) {
-	st := s.stateOf(c)
+	st := s.state(c)
 	if st.root {
 		return // never enforce on a root's tasks
 	}
@@ -205,7 +198,7 @@ func (s *Subsys) Fork(c *core.Container, t *core.Task) {
 
 // Exit implements core.Exiter.
 func (s *Subsys) Exit(c *core.Container, t *core.Task) {
-	s.stateOf(c).e.forget(t.TID, t.Start)
+	s.state(c).e.forget(t.TID, t.Start)
 }
 
 // Files implements core.Subsys: cgroup v1's cpuset1_files, in its order.
@@ -219,40 +212,38 @@ func (s *Subsys) Files() []core.File {
 		s.flagFile("mem_exclusive", memExclusive),
 		s.flagFile("mem_hardwall", memHardwall),
 		s.flagFile("sched_load_balance", schedLoadBalance),
-		{Name: "sched_relax_domain_level", Read: s.readRelax, Write: s.writeRelax},
+		{Name: "sched_relax_domain_level", ReadS64: s.readRelax, WriteS64: s.writeRelax},
 		s.flagFile("memory_migrate", memoryMigrate),
 		// memory_pressure is the rate of direct reclaim by the cpuset's
 		// tasks. Userspace cannot see direct reclaim per task, so it
 		// stays 0 (docs/deviations.md).
-		{Name: "memory_pressure", Read: func(*core.Container) (string, error) { return "0\n", nil }},
+		{Name: "memory_pressure", ReadU64: func(*core.Container) uint64 { return 0 }},
 		s.flagFile("memory_spread_page", spreadPage),
 		s.flagFile("memory_spread_slab", spreadSlab),
+		// cpuset_write_u64: cpuset_memory_pressure_enabled = !!val. The
+		// kernel's is one global; ours is the hierarchy's, in its root.
 		{Name: "memory_pressure_enabled", Flags: core.OnlyOnRoot,
-			Read: func(c *core.Container) (string, error) { return boolFile(s.stateOf(c).pressureEnabled), nil },
-			Write: func(c *core.Container, _ core.Caller, data string) error {
-				v, err := core.Kstrtoull(data)
-				if err != nil {
-					return fmt.Errorf("memory_pressure_enabled: %w", err)
-				}
-				s.stateOf(c).pressureEnabled = v != 0
+			ReadU64: func(c *core.Container) uint64 { return b2u(s.state(c).pressureEnabled) },
+			WriteU64: func(c *core.Container, _ core.Caller, v uint64) error {
+				s.state(c).pressureEnabled = v != 0
 				return nil
 			},
 		},
 	}
 }
 
-func boolFile(v bool) string {
+func b2u(v bool) uint64 {
 	if v {
-		return "1\n"
+		return 1
 	}
-	return "0\n"
+	return 0
 }
 
 // readList prints cpus, mems or their effective_ forms, which in v1 are
 // the same sets (a child's are a subset of its parent's by rule).
 func (s *Subsys) readList(mems bool) func(*core.Container) (string, error) {
 	return func(c *core.Container) (string, error) {
-		st := s.stateOf(c)
+		st := s.state(c)
 		if mems {
 			return st.memsLocked().String() + "\n", nil
 		}
@@ -268,7 +259,7 @@ func (s *Subsys) writeList(mems bool) func(*core.Container, core.Caller, string)
 		name, what = "mems", "memory nodes"
 	}
 	return func(c *core.Container, _ core.Caller, data string) error {
-		st := s.stateOf(c)
+		st := s.state(c)
 		// The top cpuset follows the machine: its lists are read-only.
 		if st.root {
 			return fmt.Errorf("%s of the root cpuset is read-only: %w", name, syscall.EACCES)
@@ -282,7 +273,7 @@ func (s *Subsys) writeList(mems bool) func(*core.Container, core.Caller, string)
 		if len(data) > limit {
 			return fmt.Errorf("%s: a write of %d bytes is longer than %d: %w", name, len(data), limit, syscall.E2BIG)
 		}
-		buf := cpulist.StripSpace(data)
+		buf := core.Strstrip(data) // cpuset_write_resmask strstrips
 		var set cpulist.Set
 		if buf != "" {
 			var err error
@@ -339,7 +330,7 @@ func complement(online, set cpulist.Set) cpulist.Set {
 // descendant's cpus are its own and a subset of c's, by rule), so the
 // others cost a map lookup and no system call.
 func (s *Subsys) applyCPUsLocked(c *core.Container) {
-	st := s.stateOf(c)
+	st := s.state(c)
 	for _, t := range c.TasksLocked() {
 		st.e.setCPUs(t.TID, t.Start, st.cpus)
 	}
@@ -352,7 +343,7 @@ func (s *Subsys) applyCPUsLocked(c *core.Container) {
 // cpuset_update_tasks_nodemask does for the tasks of a cpuset whose mems
 // changed.
 func (s *Subsys) migrateTasksLocked(c *core.Container, from, to cpulist.Set) {
-	st := s.stateOf(c)
+	st := s.state(c)
 	seen := map[int]bool{}
 	for _, t := range c.TasksLocked() {
 		if !seen[t.TGID] {
@@ -362,19 +353,18 @@ func (s *Subsys) migrateTasksLocked(c *core.Container, from, to cpulist.Set) {
 	}
 }
 
-// flagFile is a 0/1 flag, cpuset_write_u64 → cpuset_update_flag.
+// flagFile is a 0/1 flag: cpuset_read_u64, and cpuset_write_u64 →
+// cpuset_update_flag, which takes the written u64 as an int turning_on:
+// only its low 32 bits count, so 0x100000000 turns the flag off, as in the
+// kernel.
 func (s *Subsys) flagFile(name string, f flag) core.File {
 	return core.File{
-		Name: name,
-		Read: func(c *core.Container) (string, error) { return boolFile(s.stateOf(c).has(f)), nil },
-		Write: func(c *core.Container, _ core.Caller, data string) error {
-			v, err := core.Kstrtoull(data)
-			if err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-			st := s.stateOf(c)
+		Name:    name,
+		ReadU64: func(c *core.Container) uint64 { return b2u(s.state(c).has(f)) },
+		WriteU64: func(c *core.Container, _ core.Caller, v uint64) error {
+			st := s.state(c)
 			trial := *st
-			if v != 0 {
+			if turningOn := int32(v); turningOn != 0 {
 				trial.flags |= f
 			} else {
 				trial.flags &^= f
@@ -389,20 +379,15 @@ func (s *Subsys) flagFile(name string, f flag) core.File {
 	}
 }
 
-func (s *Subsys) readRelax(c *core.Container) (string, error) {
-	return strconv.FormatInt(s.stateOf(c).relax, 10) + "\n", nil
-}
+// readRelax is cpuset_read_s64.
+func (s *Subsys) readRelax(c *core.Container) int64 { return s.state(c).relax }
 
-// writeRelax is update_relax_domain_level: -1 (the system default) up to
-// the highest scheduling-domain level.
-func (s *Subsys) writeRelax(c *core.Container, _ core.Caller, data string) error {
-	v, err := core.Kstrtoll(data)
-	if err != nil {
-		return fmt.Errorf("sched_relax_domain_level: %w", err)
-	}
+// writeRelax is cpuset_write_s64 → update_relax_domain_level: -1 (the
+// system default) up to the highest scheduling-domain level, else EINVAL.
+func (s *Subsys) writeRelax(c *core.Container, _ core.Caller, v int64) error {
 	if v < -1 || v > maxRelaxLevel {
 		return fmt.Errorf("sched_relax_domain_level %d: not in -1..%d: %w", v, maxRelaxLevel, syscall.EINVAL)
 	}
-	s.stateOf(c).relax = v
+	s.state(c).relax = v
 	return nil
 }

@@ -52,6 +52,25 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// TestFlagIsInt: cpuset_update_flag takes the written u64 as an int, so a
+// value whose low 32 bits are 0 clears the flag and any other sets it.
+func TestFlagIsInt(t *testing.T) {
+	g := newRig(t, "cpuset")
+	a := g.mkdir(g.root, "a")
+	for _, tc := range []struct{ data, want string }{
+		{"1", "1\n"},
+		{"0x100000000", "0\n"},
+		{"0x100000001", "1\n"},
+		{"0", "0\n"},
+		{"18446744073709551615", "1\n"},
+	} {
+		g.mustWrite(a, "cpuset.mem_hardwall", tc.data)
+		if got := g.read(a, "cpuset.mem_hardwall"); got != tc.want {
+			t.Errorf("after writing %s: mem_hardwall is %q, want %q", tc.data, got, tc.want)
+		}
+	}
+}
+
 func TestNoPrefix(t *testing.T) {
 	g := newRig(t, "cpuset,noprefix")
 	a := g.mkdir(g.root, "a")
@@ -166,15 +185,18 @@ func TestWriteErrnos(t *testing.T) {
 			tr.g.mustWrite(tr.b, "cpuset.cpu_exclusive", "1")
 		}, file: "cpu_exclusive", data: "0", errno: syscall.EBUSY},
 		{name: "root drops exclusive a child has", where: root, file: "cpu_exclusive", data: "0", errno: syscall.EBUSY},
+		// A write of nothing never reaches a handler (write(2) of 0 bytes
+		// returns 0 before any file's write is called): clear a list with
+		// a newline, as echo "" does.
 		{name: "empty the cpus of a populated cpuset", where: child("a"), setup: func(tr *tree) {
-			tr.g.mustWrite(tr.b, "cpuset.cpus", "")
-		}, file: "cpus", data: "", errno: syscall.ENOSPC},
+			tr.g.mustWrite(tr.b, "cpuset.cpus", "\n")
+		}, file: "cpus", data: "\n", errno: syscall.ENOSPC},
 		{name: "empty the mems of a populated cpuset", where: child("a"), setup: func(tr *tree) {
-			tr.g.mustWrite(tr.b, "cpuset.mems", "")
+			tr.g.mustWrite(tr.b, "cpuset.mems", "\n")
 		}, file: "mems", data: "\n", errno: syscall.ENOSPC},
 		{name: "empty the cpus of a cpuset populated below", where: child("b"), setup: func(tr *tree) {
 			tr.g.mustAttach(tr.b, 100)
-		}, file: "cpus", data: "", errno: syscall.ENOSPC},
+		}, file: "cpus", data: "\n", errno: syscall.ENOSPC},
 		// Numbers.
 		{name: "flag not a number", where: child("a"), file: "mem_hardwall", data: "yes", errno: syscall.EINVAL},
 		{name: "flag negative", where: child("a"), file: "memory_migrate", data: "-1", errno: syscall.EINVAL},
@@ -182,13 +204,31 @@ func TestWriteErrnos(t *testing.T) {
 		{name: "relax level too high", where: child("a"), file: "sched_relax_domain_level", data: "6", errno: syscall.EINVAL},
 		{name: "relax level not a number", where: child("a"), file: "sched_relax_domain_level", data: "x", errno: syscall.EINVAL},
 		{name: "pressure enabled not a number", where: root, file: "memory_pressure_enabled", data: "on", errno: syscall.EINVAL},
+		// The flags, sched_relax_domain_level and memory_pressure_enabled
+		// are the kernel's write_u64 and write_s64 files: kstrtoull and
+		// kstrtoll take no white space but one trailing newline, and a
+		// number beyond 64 bits is ERANGE.
+		{name: "flag with a leading space", where: child("a"), file: "cpu_exclusive", data: " 1", errno: syscall.EINVAL},
+		{name: "flag with a trailing space", where: child("a"), file: "mem_hardwall", data: "1 ", errno: syscall.EINVAL},
+		{name: "flag with two newlines", where: child("a"), file: "memory_migrate", data: "1\n\n", errno: syscall.EINVAL},
+		{name: "flag beyond 64 bits", where: child("a"), file: "sched_load_balance", data: "18446744073709551616", errno: syscall.ERANGE},
+		{name: "relax level with a space", where: child("a"), file: "sched_relax_domain_level", data: " 1", errno: syscall.EINVAL},
+		{name: "relax level beyond 64 bits", where: child("a"), file: "sched_relax_domain_level", data: "9223372036854775808", errno: syscall.ERANGE},
+		{name: "relax level below 64 bits", where: child("a"), file: "sched_relax_domain_level", data: "-9223372036854775809", errno: syscall.ERANGE},
+		{name: "relax level 64 bits but out of range", where: child("a"), file: "sched_relax_domain_level", data: "9223372036854775807", errno: syscall.EINVAL},
+		{name: "pressure enabled beyond 64 bits", where: root, file: "memory_pressure_enabled", data: "0x10000000000000000", errno: syscall.ERANGE},
+		{name: "pressure enabled with a space", where: root, file: "memory_pressure_enabled", data: "1 ", errno: syscall.EINVAL},
+		{name: "memory_pressure is read-only", where: child("a"), file: "memory_pressure", data: "0", errno: syscall.EINVAL},
 		// What succeeds.
 		{name: "same cpus on a populated cpuset", where: child("a"), file: "cpus", data: "0-1"},
 		{name: "grow within the parent", where: child("b"), file: "cpus", data: "0-1"},
-		{name: "empty an unpopulated cpuset", where: child("b"), file: "cpus", data: ""},
+		{name: "empty an unpopulated cpuset", where: child("b"), file: "cpus", data: "\n"},
 		{name: "disjoint from an exclusive sibling", where: child("e"), file: "cpus", data: "0-1"},
 		{name: "exclusive under an exclusive root", where: child("a"), file: "cpu_exclusive", data: "1"},
 		{name: "flags take any number", where: child("a"), file: "memory_spread_page", data: "0x10"},
+		{name: "flag with one newline", where: child("a"), file: "memory_spread_slab", data: "1\n"},
+		{name: "flag in octal", where: child("a"), file: "memory_spread_slab", data: "010"},
+		{name: "relax level -1 with a newline", where: child("a"), file: "sched_relax_domain_level", data: "-1\n"},
 		{name: "relax level in range", where: child("a"), file: "sched_relax_domain_level", data: "5"},
 		{name: "root flag", where: root, file: "mem_hardwall", data: "1"},
 		{name: "pressure enabled", where: root, file: "memory_pressure_enabled", data: "1"},
@@ -546,13 +586,18 @@ func TestUnmountStopsEnforcer(t *testing.T) {
 	g := newRig(t, "cpuset")
 	e := g.enforcer()
 	g.r.Unmount(g.h)
-	<-e.done
+	select {
+	case <-e.w.Stopping():
+	default:
+		t.Fatal("unmount did not stop the enforcer")
+	}
+	<-e.w.Stop() // wait for its loop to end
 	// A new mount gets a new enforcer.
 	h, err := g.r.Mount("cpuset")
 	if err != nil {
 		t.Fatalf("remount: %v", err)
 	}
-	if e2 := g.ss.stateOf(h.Root()).e; e2 == e {
+	if e2 := g.ss.state(h.Root()).e; e2 == e {
 		t.Errorf("remount reused the stopped enforcer")
 	} else {
 		e2.close()

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/subsys/cpulist"
 	"github.com/containerfs/containerfs/internal/testutil"
 )
@@ -38,42 +39,13 @@ func onlinePair(t *testing.T) (lo, hi string) {
 	return strconv.Itoa(l[0]), strconv.Itoa(l[len(l)-1])
 }
 
-// writeFile writes data to a control file in one write(2), as echo does.
-func writeFile(path, data string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write([]byte(data))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func mustWriteFile(t *testing.T, path, data string) {
-	t.Helper()
-	if err := writeFile(path, data); err != nil {
-		t.Fatalf("write %q to %s: %v", data, path, err)
-	}
-}
-
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	return string(b)
-}
-
 func mkdirCpuset(t *testing.T, dir, cpus, mems string) {
 	t.Helper()
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustWriteFile(t, filepath.Join(dir, "cpuset.cpus"), cpus)
-	mustWriteFile(t, filepath.Join(dir, "cpuset.mems"), mems)
+	testutil.MustWrite(t, filepath.Join(dir, "cpuset.cpus"), cpus)
+	testutil.MustWrite(t, filepath.Join(dir, "cpuset.mems"), mems)
 }
 
 // errnoOfFile is the errno of a failed file operation, or 0.
@@ -87,16 +59,14 @@ func errnoOfFile(err error) syscall.Errno {
 
 // affinity is Cpus_allowed_list of /proc/TID/status.
 func affinity(tid int) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", tid))
+	st, err := proc.ReadStatus("", tid)
 	if err != nil {
 		return "", err
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
-			return strings.TrimSpace(v), nil
-		}
+	if st.CPUsAllowed == "" {
+		return "", fmt.Errorf("no Cpus_allowed_list for %d", tid)
 	}
-	return "", fmt.Errorf("no Cpus_allowed_list for %d", tid)
+	return st.CPUsAllowed, nil
 }
 
 // threads lists the TIDs of process pid.
@@ -164,7 +134,7 @@ func waitMembers(t *testing.T, dir string, tids []int) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		have := map[int]bool{}
-		for f := range strings.FieldsSeq(readFile(t, filepath.Join(dir, "tasks"))) {
+		for f := range strings.FieldsSeq(testutil.ReadFile(t, filepath.Join(dir, "tasks"))) {
 			n, _ := strconv.Atoi(f)
 			have[n] = true
 		}
@@ -272,7 +242,7 @@ func (f *family) release(t *testing.T) {
 // after the move run on hi; changing cpus to lo moves all of them.
 func confineFamily(t *testing.T, dir, lo, hi string) {
 	f := startFamily(t)
-	mustWriteFile(t, filepath.Join(dir, "tasks"), strconv.Itoa(f.sh.Process.Pid))
+	testutil.MustWrite(t, filepath.Join(dir, "tasks"), strconv.Itoa(f.sh.Process.Pid))
 	// Effective as soon as the write returns.
 	checkAffinity(t, []int{f.sh.Process.Pid}, hi, 0)
 	f.release(t)
@@ -283,11 +253,11 @@ func confineFamily(t *testing.T, dir, lo, hi string) {
 	checkAffinity(t, tids, hi, 0)
 	// Membership follows forks, once the proc connector has told us.
 	waitMembers(t, dir, tids)
-	mustWriteFile(t, filepath.Join(dir, "cpuset.cpus"), lo)
+	testutil.MustWrite(t, filepath.Join(dir, "cpuset.cpus"), lo)
 	if d := checkAffinity(t, allTIDs(t, f.pids), lo, 2*time.Second); d != 0 {
 		t.Logf("cpus %s reached every thread only after %v", lo, d)
 	}
-	if got, want := readFile(t, filepath.Join(dir, "cpuset.effective_cpus")), lo+"\n"; got != want {
+	if got, want := testutil.ReadFile(t, filepath.Join(dir, "cpuset.effective_cpus")), lo+"\n"; got != want {
 		t.Errorf("effective_cpus: got %q, want %q", got, want)
 	}
 	// Back to the root: every online CPU again.
@@ -295,9 +265,9 @@ func confineFamily(t *testing.T, dir, lo, hi string) {
 	for filepath.Base(root) != "" && !fileExists(filepath.Join(root, "cpuset.memory_pressure_enabled")) {
 		root = filepath.Dir(root)
 	}
-	online := strings.TrimSpace(readFile(t, filepath.Join(root, "cpuset.cpus")))
+	online := strings.TrimSpace(testutil.ReadFile(t, filepath.Join(root, "cpuset.cpus")))
 	for _, pid := range f.pids {
-		mustWriteFile(t, filepath.Join(root, "cgroup.procs"), strconv.Itoa(pid))
+		testutil.MustWrite(t, filepath.Join(root, "cgroup.procs"), strconv.Itoa(pid))
 	}
 	checkAffinity(t, allTIDs(t, f.pids), online, 2*time.Second)
 }
@@ -308,6 +278,7 @@ func fileExists(path string) bool {
 }
 
 func TestE2EConfine(t *testing.T) {
+	testutil.Short(t)
 	lo, hi := onlinePair(t)
 	d := testutil.StartDaemon(t)
 	mnt := d.Mount("cpuset")
@@ -317,6 +288,7 @@ func TestE2EConfine(t *testing.T) {
 }
 
 func TestE2EGrandchild(t *testing.T) {
+	testutil.Short(t)
 	lo, hi := onlinePair(t)
 	d := testutil.StartDaemon(t)
 	mnt := d.Mount("cpuset")
@@ -326,7 +298,7 @@ func TestE2EGrandchild(t *testing.T) {
 	mkdirCpuset(t, b, hi, "0")
 	confineFamily(t, b, lo, hi)
 	// The parent cannot leave its child's CPUs out.
-	if err := writeFile(filepath.Join(a, "cpuset.cpus"), hi); errnoOfFile(err) != syscall.EBUSY {
+	if err := testutil.WriteFile(t, filepath.Join(a, "cpuset.cpus"), hi); errnoOfFile(err) != syscall.EBUSY {
 		t.Errorf("parent cpus %s leaving the child's %s out: got %v, want EBUSY", hi, lo, err)
 	}
 }
@@ -334,6 +306,7 @@ func TestE2EGrandchild(t *testing.T) {
 // TestE2EWiden measures how long a task that widens its own affinity runs
 // outside its cpuset: the bound documented in docs/deviations.md.
 func TestE2EWiden(t *testing.T) {
+	testutil.Short(t)
 	_, hi := onlinePair(t)
 	d := testutil.StartDaemon(t)
 	mnt := d.Mount("cpuset")
@@ -382,7 +355,7 @@ func TestE2EWiden(t *testing.T) {
 	if l := next(); !strings.HasPrefix(l, "ready") {
 		t.Fatalf("helper: got %q, want ready", l)
 	}
-	mustWriteFile(t, filepath.Join(a, "cgroup.procs"), strconv.Itoa(cmd.Process.Pid))
+	testutil.MustWrite(t, filepath.Join(a, "cgroup.procs"), strconv.Itoa(cmd.Process.Pid))
 	checkAffinity(t, threads(t, cmd.Process.Pid), hi, 2*time.Second)
 
 	const rounds = 30
@@ -412,6 +385,7 @@ func TestE2EWiden(t *testing.T) {
 }
 
 func TestE2EErrnos(t *testing.T) {
+	testutil.Short(t)
 	lo, hi := onlinePair(t)
 	d := testutil.StartDaemon(t, "--strict-v1") // v1's default: new cpusets start empty
 	mnt := d.Mount("cpuset")
@@ -427,7 +401,7 @@ func TestE2EErrnos(t *testing.T) {
 	}
 	t.Cleanup(func() { sleep.Process.Kill(); sleep.Wait() })
 	pid := strconv.Itoa(sleep.Process.Pid)
-	mustWriteFile(t, filepath.Join(a, "tasks"), pid)
+	testutil.MustWrite(t, filepath.Join(a, "tasks"), pid)
 
 	if err := os.Mkdir(filepath.Join(a, "c"), 0o755); err != nil {
 		t.Fatal(err)
@@ -449,17 +423,18 @@ func TestE2EErrnos(t *testing.T) {
 		{"relax level out of range", "a/cpuset.sched_relax_domain_level", "9", syscall.EINVAL},
 	}
 	for _, tc := range tests {
-		err := writeFile(filepath.Join(mnt, tc.file), tc.data)
+		err := testutil.WriteFile(t, filepath.Join(mnt, tc.file), tc.data)
 		if got := errnoOfFile(err); got != tc.errno {
 			t.Errorf("%s: write %q to %s: got %v, want %v", tc.name, tc.data, tc.file, err, tc.errno)
 		}
 	}
-	if got := readFile(t, filepath.Join(empty, "tasks")); got != "" {
+	if got := testutil.ReadFile(t, filepath.Join(empty, "tasks")); got != "" {
 		t.Errorf("empty/tasks after a refused attach: got %q, want \"\"", got)
 	}
 }
 
 func TestE2ECloneChildren(t *testing.T) {
+	testutil.Short(t)
 	_, hi := onlinePair(t)
 	d := testutil.StartDaemon(t, "--strict-v1") // v1's default: new cpusets start empty
 	mnt := d.Mount("cpuset")
@@ -468,7 +443,7 @@ func TestE2ECloneChildren(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(a, "plain"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustWriteFile(t, filepath.Join(a, "cgroup.clone_children"), "1")
+	testutil.MustWrite(t, filepath.Join(a, "cgroup.clone_children"), "1")
 	if err := os.Mkdir(filepath.Join(a, "cloned"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -480,7 +455,7 @@ func TestE2ECloneChildren(t *testing.T) {
 		{"cloned/cgroup.clone_children", "1\n"},
 	}
 	for _, tc := range tests {
-		if got := readFile(t, filepath.Join(a, tc.file)); got != tc.want {
+		if got := testutil.ReadFile(t, filepath.Join(a, tc.file)); got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.file, got, tc.want)
 		}
 	}

@@ -6,11 +6,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/prio"
-	"github.com/containerfs/containerfs/internal/subsys/cpulist"
-
 	"github.com/containerfs/containerfs/internal/proc"
+	"github.com/containerfs/containerfs/internal/subsys/cpulist"
+	"github.com/containerfs/containerfs/internal/worker"
 )
+
+// The enforcer: keeping each task on its cpuset's CPUs, at once and by
+// checking.
 
 // DefaultInterval is how often the enforcer checks every tracked task's
 // affinity. A task that widens its own affinity runs outside its cpuset
@@ -25,25 +29,22 @@ const topologyEvery = 10
 // enforcer keeps the tasks of one cpuset hierarchy on their cpuset's CPUs.
 // The hooks tell it, with the registry lock held, where each task belongs
 // (place, release, setCPUs, forget); it applies the change at once with
-// sched_setaffinity, and its goroutine (run) re-checks every tracked task
+// sched_setaffinity, and its worker (run) re-checks every tracked task
 // each interval, because a task may call sched_setaffinity itself and
 // userspace is told of no such call. It never takes the registry lock:
-// lock order is registry, then mu.
+// lock order is registry, then mu. It is the hierarchy's: its root's
+// state owns it, and every cpuset's state points to it.
 type enforcer struct {
 	k        Kernel
 	interval time.Duration
-	logf     func(string, ...any)
+	log      core.Logf
+	w        *worker.Worker // woken when there are migrations to do
 
 	mu      sync.Mutex
 	topo    Topology         // guarded by mu; refreshed by run
 	tasks   map[int]*tracked // by TID, tasks outside the root; guarded by mu
 	pending []migration      // memory_migrate work for run; guarded by mu
 	stats   Stats            // guarded by mu
-
-	wake chan struct{} // run has migrations to do; buffered, never blocks
-	stop chan struct{}
-	done chan struct{} // closed when run returns
-	once sync.Once
 }
 
 // tracked is one task outside the hierarchy's root.
@@ -90,13 +91,11 @@ type Stats struct {
 	SetFailures int           // sched_setaffinity calls that failed
 }
 
-func newEnforcer(k Kernel, topo Topology, interval time.Duration, logf func(string, ...any)) *enforcer {
+func newEnforcer(k Kernel, topo Topology, interval time.Duration, log core.Logf) *enforcer {
 	return &enforcer{
-		k: k, interval: interval, logf: logf, topo: topo,
+		k: k, interval: interval, log: log, topo: topo,
+		w:     worker.New(),
 		tasks: map[int]*tracked{},
-		wake:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
 	}
 }
 
@@ -107,10 +106,12 @@ func (e *enforcer) topology() Topology {
 	return e.topo
 }
 
-// sameStart compares start times in clock ticks, with the core's one-tick
-// tolerance: a fork's time from the proc connector may fall on the other
-// side of a tick from the one /proc shows.
-func sameStart(a, b uint64) bool { return a <= b+1 && b <= a+1 }
+// holds tells whether tr, tracked as started at its start, is the task the
+// model now says started at start. Both come from the model, whose start
+// times may be a fork event's (late, never early): proc.SameStart, with
+// the first one recorded as the reference. A TID reused by a later task
+// shows a later start and is not tr.
+func (tr *tracked) holds(start uint64) bool { return proc.SameStart(tr.start, start) }
 
 // place records that task tid (started at start) is now in a cpuset with
 // cpus, and gives it the affinity it should have there. A task seen for
@@ -126,12 +127,12 @@ func (e *enforcer) place(tid int, start uint64, cpus, ref cpulist.Set) {
 
 func (e *enforcer) placeLocked(tid int, start uint64, cpus, ref cpulist.Set) {
 	tr := e.tasks[tid]
-	if tr == nil || !sameStart(tr.start, start) {
+	if tr == nil || !tr.holds(start) {
 		cur, err := e.k.Affinity(tid)
 		if err != nil {
 			// ESRCH: it has exited already; its exit event follows.
 			if !errors.Is(err, syscall.ESRCH) {
-				e.logf("cpuset: task %d: %v", tid, err)
+				e.log.Printf("cpuset: task %d: %v", tid, err)
 			}
 			return
 		}
@@ -159,7 +160,7 @@ func (e *enforcer) release(tid int, start uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	tr := e.tasks[tid]
-	if tr == nil || !sameStart(tr.start, start) {
+	if tr == nil || !tr.holds(start) {
 		return
 	}
 	delete(e.tasks, tid)
@@ -171,7 +172,7 @@ func (e *enforcer) release(tid int, start uint64) {
 func (e *enforcer) forget(tid int, start uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if tr := e.tasks[tid]; tr != nil && sameStart(tr.start, start) {
+	if tr := e.tasks[tid]; tr != nil && tr.holds(start) {
 		delete(e.tasks, tid)
 	}
 }
@@ -192,7 +193,7 @@ func (e *enforcer) applyLocked(tid int, tr *tracked) {
 		// checker does not take it for the task's own doing.
 		if !tr.warned {
 			tr.warned = true
-			e.logf("cpuset: task %d cannot be confined to CPUs %s: %v", tid, want, err)
+			e.log.Printf("cpuset: task %d cannot be confined to CPUs %s: %v", tid, want, err)
 		}
 		if cur, err := e.k.Affinity(tid); err == nil {
 			tr.want = cur
@@ -210,29 +211,27 @@ func (e *enforcer) queueMigration(pid int, from, to cpulist.Set) {
 	e.mu.Lock()
 	e.pending = append(e.pending, migration{pid: pid, from: from, to: to})
 	e.mu.Unlock()
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
+	e.w.Wake()
 }
 
-// start runs the checker on its own goroutine.
-func (e *enforcer) start() { go e.run() }
+// start runs the checker on its worker.
+func (e *enforcer) start() { e.w.Start(e.run) }
 
 // close stops the checker. It does not wait: it may be called with the
 // registry lock held, and run may be in the middle of migrate_pages.
-func (e *enforcer) close() { e.once.Do(func() { close(e.stop) }) }
+func (e *enforcer) close() { e.w.Stop() }
 
+// run checks every tracked task each pause, and runs queued migrations
+// as soon as it is woken for them.
 func (e *enforcer) run() {
 	prio.Background() // bulk reads of affinities: not real-time
-	defer close(e.done)
 	timer := time.NewTimer(e.interval)
 	defer timer.Stop()
 	for n := 1; ; {
 		select {
-		case <-e.stop:
+		case <-e.w.Stopping():
 			return
-		case <-e.wake:
+		case <-e.w.Woken():
 			e.migrate()
 		case <-timer.C:
 			if n%topologyEvery == 0 {
@@ -337,7 +336,7 @@ func (e *enforcer) migrate() {
 		e.stats.Migrations++
 		e.mu.Unlock()
 		if err != nil && !errors.Is(err, syscall.ESRCH) {
-			e.logf("cpuset: memory_migrate of %d: %v", m.pid, err)
+			e.log.Printf("cpuset: memory_migrate of %d: %v", m.pid, err)
 		}
 	}
 }

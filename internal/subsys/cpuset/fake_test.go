@@ -193,7 +193,7 @@ func newRigInterval(t *testing.T, opts string, interval time.Duration) *rig {
 	return g
 }
 
-func (g *rig) enforcer() *enforcer { return g.ss.stateOf(g.root).e }
+func (g *rig) enforcer() *enforcer { return g.ss.state(g.root).e }
 
 // proc adds a process (TGID == TID) with the given affinity, started at
 // tick tid (distinct per task).

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/subsys/cpulist"
 	"golang.org/x/sys/unix"
 )
@@ -61,7 +62,7 @@ type linuxKernel struct {
 	mwords int // words in a node mask: at least MAX_NUMNODES bits
 }
 
-func newLinuxKernel() *linuxKernel { return &linuxKernel{proc: "/proc"} }
+func newLinuxKernel() *linuxKernel { return &linuxKernel{proc: proc.Root} }
 
 func (k *linuxKernel) widths() {
 	k.once.Do(func() {
@@ -151,26 +152,13 @@ func (k *linuxKernel) SetAffinity(tid int, cpus cpulist.Set) error {
 	return nil
 }
 
-// StartTime reads field 22 of /proc/TID/stat, counting fields from the
-// last ')' since the command name may hold spaces and parentheses.
+// StartTime is field 22 of /proc/TID/stat.
 func (k *linuxKernel) StartTime(tid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", k.proc, tid))
+	st, err := proc.ReadStat(k.proc, tid)
 	if err != nil {
-		return 0, fmt.Errorf("task %d: %w", tid, unix.ESRCH)
+		return 0, fmt.Errorf("task %d: %w", tid, err)
 	}
-	return parseStartTime(b)
-}
-
-func parseStartTime(b []byte) (uint64, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, fmt.Errorf("short stat")
-	}
-	return strconv.ParseUint(f[22-3], 10, 64)
+	return st.Start, nil
 }
 
 // MigratePages is migrate_pages(2). maxnode counts one more bit than the

@@ -26,7 +26,7 @@ import (
 // no scheduling domains for deadline bandwidth to be counted in.
 func (s *Subsys) validateLocked(c *core.Container, cur, trial *state) error {
 	for _, ch := range c.ChildrenLocked() {
-		if !isSubset(s.stateOf(ch), trial) {
+		if !isSubset(s.state(ch), trial) {
 			return fmt.Errorf("child %s would not be a subset: %w", ch.NameLocked(), syscall.EBUSY)
 		}
 	}
@@ -34,7 +34,7 @@ func (s *Subsys) validateLocked(c *core.Container, cur, trial *state) error {
 	if parent == nil {
 		return nil
 	}
-	if !isSubset(trial, s.stateOf(parent)) {
+	if !isSubset(trial, s.state(parent)) {
 		return fmt.Errorf("not a subset of the parent cpuset: %w", syscall.EACCES)
 	}
 	if populatedLocked(c) {
@@ -49,7 +49,7 @@ func (s *Subsys) validateLocked(c *core.Container, cur, trial *state) error {
 		if sib == c {
 			continue
 		}
-		o := s.stateOf(sib)
+		o := s.state(sib)
 		if (trial.has(cpuExclusive) || o.has(cpuExclusive)) && trial.cpus.Intersects(o.cpus) {
 			return fmt.Errorf("CPUs overlap exclusive sibling %s: %w", sib.NameLocked(), syscall.EINVAL)
 		}

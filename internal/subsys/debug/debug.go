@@ -5,8 +5,6 @@
 package debug
 
 import (
-	"strconv"
-
 	"github.com/containerfs/containerfs/internal/core"
 )
 
@@ -24,20 +22,19 @@ func (*Subsys) Create(*core.Container) (any, error) { return nil, nil }
 // Destroy implements core.Subsys.
 func (*Subsys) Destroy(*core.Container) {}
 
-// Files implements core.Subsys: read-only counters of the container.
+// Files implements core.Subsys: read-only counters of the container, each
+// one number as the kernel's read_u64 files are (kernel/cgroup/debug.c:
+// debug_taskcount_read, releasable_read).
 func (*Subsys) Files() []core.File {
-	num := func(f func(c *core.Container) int) func(*core.Container) (string, error) {
-		return func(c *core.Container) (string, error) { return strconv.Itoa(f(c)) + "\n", nil }
-	}
 	return []core.File{
-		{Name: "taskcount", Read: num(func(c *core.Container) int { return c.NumTasksLocked() })},
-		{Name: "childcount", Read: num(func(c *core.Container) int { return len(c.ChildrenLocked()) })},
-		{Name: "hierarchy_id", Read: num(func(c *core.Container) int { return c.Hierarchy().ID() })},
-		{Name: "releasable", Read: num(func(c *core.Container) int {
+		{Name: "taskcount", ReadU64: func(c *core.Container) uint64 { return uint64(c.NumTasksLocked()) }},
+		{Name: "childcount", ReadU64: func(c *core.Container) uint64 { return uint64(len(c.ChildrenLocked())) }},
+		{Name: "hierarchy_id", ReadU64: func(c *core.Container) uint64 { return uint64(c.Hierarchy().ID()) }},
+		{Name: "releasable", ReadU64: func(c *core.Container) uint64 {
 			if !c.IsRoot() && c.NumTasksLocked() == 0 && len(c.ChildrenLocked()) == 0 {
 				return 1
 			}
 			return 0
-		})},
+		}},
 	}
 }
