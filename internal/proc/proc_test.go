@@ -121,12 +121,12 @@ func TestIdentity(t *testing.T) {
 }
 
 func TestParseStatus(t *testing.T) {
-	b := []byte("Name:\tx\\nTgid: 1\nTgid:\t12\nPid:\t13\nUid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nCpus_allowed_list:\t0-1\n")
+	b := []byte("Name:\tx\\nTgid: 1\nTgid:\t12\nPid:\t13\nUid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nCpus_allowed_list:\t0-1\nMems_allowed:\t00000000,00000001\n")
 	st, err := ParseStatus(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.TGID != 12 || st.UID != [4]uint32{1, 2, 3, 4} || st.GID != [4]uint32{5, 6, 7, 8} || st.CPUsAllowed != "0-1" {
+	if st.TGID != 12 || st.UID != [4]uint32{1, 2, 3, 4} || st.GID != [4]uint32{5, 6, 7, 8} || st.CPUsAllowed != "0-1" || MaskBits(st.MemsAllowed) != 64 {
 		t.Errorf("ParseStatus: %+v", st)
 	}
 	for _, bad := range []string{"Tgid:\t1\nUid:\t1 2 3\nGid:\t1 1 1 1\n", "Uid:\t1 2 3 4\nGid:\t1 1 1 1\n", "Tgid:\tx\n"} {

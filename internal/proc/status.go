@@ -14,6 +14,21 @@ type Status struct {
 	// CPUsAllowed is the Cpus_allowed_list line as the kernel prints it
 	// ("0-1"); empty when absent.
 	CPUsAllowed string
+	// MemsAllowed is the Mems_allowed line, a hex mask in 32-bit words
+	// ("00000000,00000001"), printed MAX_NUMNODES bits wide.
+	MemsAllowed string
+}
+
+// MaskBits is the width in bits of a hex mask as status prints it (4 per
+// hex digit, commas between words): for MemsAllowed, MAX_NUMNODES.
+func MaskBits(mask string) int {
+	n := 0
+	for i := 0; i < len(mask); i++ {
+		if mask[i] != ',' {
+			n += 4
+		}
+	}
+	return n
 }
 
 // Real, effective and saved ID indices of Status.UID and Status.GID.
@@ -68,6 +83,8 @@ func ParseStatus(b []byte) (Status, error) {
 			}
 		case "Cpus_allowed_list":
 			st.CPUsAllowed = string(val)
+		case "Mems_allowed":
+			st.MemsAllowed = string(val)
 		}
 	}
 	if seen != 7 {

@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/worker"
+
+	"github.com/containerfs/containerfs/internal/lockrank"
 )
 
 // The subsystem: its hooks, the hierarchy's accounting (acct) and its
@@ -40,7 +41,7 @@ type acct struct {
 	*Subsys
 	ncpu int // possible CPUs: the per-CPU columns
 
-	mu sync.Mutex
+	mu lockrank.Mutex[lockrank.Subsys]
 	// The fields below are guarded by mu.
 	bg      *worker.Worker        // the running sampler and listeners; nil once destroyed
 	tasks   map[*core.Task]*task  // members of non-root containers; nil once destroyed

@@ -2,7 +2,6 @@ package cpuset
 
 import (
 	"errors"
-	"sync"
 	"syscall"
 	"time"
 
@@ -11,6 +10,8 @@ import (
 	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/subsys/cpulist"
 	"github.com/containerfs/containerfs/internal/worker"
+
+	"github.com/containerfs/containerfs/internal/lockrank"
 )
 
 // The enforcer: keeping each task on its cpuset's CPUs, at once and by
@@ -40,7 +41,7 @@ type enforcer struct {
 	log      core.Logf
 	w        *worker.Worker // woken when there are migrations to do
 
-	mu      sync.Mutex
+	mu      lockrank.Mutex[lockrank.Subsys]
 	topo    Topology         // guarded by mu; refreshed by run
 	tasks   map[int]*tracked // by TID, tasks outside the root; guarded by mu
 	pending []migration      // memory_migrate work for run; guarded by mu

@@ -1,8 +1,6 @@
 package cpuset
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"runtime"
@@ -106,27 +104,14 @@ func (k *linuxKernel) Topology() (Topology, error) {
 	return t, nil
 }
 
-// maxNodes reads MAX_NUMNODES from the width the kernel prints
-// Mems_allowed with in /proc/self/status: 4 bits per hex digit.
+// maxNodes is MAX_NUMNODES: the width the kernel prints Mems_allowed
+// with in /proc/self/status.
 func (k *linuxKernel) maxNodes() int {
-	b, err := os.ReadFile(k.proc + "/self/status")
+	st, err := proc.ReadStatus(k.proc, os.Getpid())
 	if err != nil {
 		return 1
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, "Mems_allowed:"); ok {
-			n := 0
-			for _, c := range strings.TrimSpace(v) {
-				if c != ',' {
-					n += 4
-				}
-			}
-			return max(n, 1)
-		}
-	}
-	return 1
+	return max(proc.MaskBits(st.MemsAllowed), 1)
 }
 
 // Affinity is sched_getaffinity(2) on one thread.
