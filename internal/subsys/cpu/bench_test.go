@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerfs/containerfs/internal/stopper"
+	"github.com/containerfs/containerfs/internal/subsys/cpu/sched"
 	"github.com/containerfs/containerfs/internal/testutil"
 )
 
@@ -495,11 +496,11 @@ func TestBenchEnforcerCPU(t *testing.T) {
 			t.Run(fmt.Sprintf("%d+%d/%d", nGuests, 100-nGuests, r), func(t *testing.T) {
 				sp := stopper.New(stopper.Options{Logf: t.Logf})
 				defer sp.Close()
-				e := newEnforcer(DefaultConfig, sp, t.Logf)
+				e := newEnforcer(sched.DefaultConfig, sp, t.Logf)
 				e.start()
 				defer e.close()
-				g := e.newGroup(e.sched.Root(), "guests")
-				y := e.newGroup(e.sched.Root(), "system")
+				g := e.newGroup(e.model.Root(), "guests")
+				y := e.newGroup(e.model.Root(), "system")
 				e.setShares(g, 9216)
 				// The busy loops are children of a shell, not of this
 				// process: the Stopper does not stop its own children.
@@ -560,11 +561,11 @@ func TestBenchEnforcerCPUPartial(t *testing.T) {
 		t.Run(fmt.Sprint(r), func(t *testing.T) {
 			sp := stopper.New(stopper.Options{Logf: t.Logf})
 			defer sp.Close()
-			e := newEnforcer(DefaultConfig, sp, t.Logf)
+			e := newEnforcer(sched.DefaultConfig, sp, t.Logf)
 			e.start()
 			defer e.close()
-			a := e.newGroup(e.sched.Root(), "three")
-			b := e.newGroup(e.sched.Root(), "one")
+			a := e.newGroup(e.model.Root(), "three")
+			b := e.newGroup(e.model.Root(), "one")
 			parent := spawn(t, "for i in 1 2 3 4; do sh -c '"+busyLoop+"' & done; wait", true)
 			killChildrenAtEnd(t, parent)
 			var kids []int

@@ -8,6 +8,7 @@ import (
 
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/stopper"
+	"github.com/containerfs/containerfs/internal/subsys/cpu/sched"
 )
 
 // Subsys is the cpu subsystem. The zero value enforces on the running
@@ -16,8 +17,8 @@ type Subsys struct {
 	// Stopper stops and resumes tasks; nil is stopper.Default(), which the
 	// freezer shares.
 	Stopper *stopper.Stopper
-	// Config tunes the scheduler; nil is DefaultConfig.
-	Config *Config
+	// Config tunes the scheduler; nil is sched.DefaultConfig.
+	Config *sched.Config
 	// Logf reports what enforcement could not do; nil is log.Printf.
 	Logf func(format string, a ...any)
 }
@@ -33,8 +34,8 @@ var (
 // registry lock; the enforcer mirrors them in its own Group under its own
 // lock.
 type state struct {
-	e      *enforcer // the hierarchy's
-	g      *Group    // guarded by e.mu
+	e      *enforcer    // the hierarchy's
+	g      *sched.Group // guarded by e.mu
 	root   bool
 	shares uint64
 	period uint64 // ns
@@ -61,13 +62,13 @@ func (ss *Subsys) Create(c *core.Container) (any, error) {
 		if sp == nil {
 			sp = stopper.Default()
 		}
-		cfg := DefaultConfig
+		cfg := sched.DefaultConfig
 		if ss.Config != nil {
 			cfg = *ss.Config
 		}
 		st.root = true
 		st.e = newEnforcer(cfg, sp, ss.logf)
-		st.g = st.e.sched.Root()
+		st.g = st.e.model.Root()
 		st.e.start()
 		return st, nil
 	}

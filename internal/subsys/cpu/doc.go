@@ -24,7 +24,7 @@
 // The kernel cannot be asked: nice values count only within a session
 // (autogroup), and changing a session's autogroup nice or any sysctl would
 // touch what is not ours. So containerfs decides which tasks may run, and
-// stops the others. The decision logic (sched.go) is pure: given each
+// stops the others. The decision logic (package sched) is pure: given each
 // task's CPU time and run-queue wait since the previous tick (from
 // /proc/TID/schedstat) and its CPU affinity, it keeps for every container a
 // virtual time (CPU time × 1024 / shares) and, among the siblings that want

@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/containerfs/containerfs/internal/stopper"
+	"github.com/containerfs/containerfs/internal/subsys/cpu/sched"
 	"golang.org/x/sys/unix"
 
 	"github.com/containerfs/containerfs/internal/proc"
@@ -43,7 +44,7 @@ type enforcer struct {
 	epoch time.Time
 
 	mu      sync.Mutex
-	sched   *Sched         // guarded by mu
+	model   *sched.Sched   // guarded by mu
 	idle    bool           // run waits with no tick due; guarded by mu
 	tasks   map[int]*etask // by TID, tasks outside the root; guarded by mu
 	closing []*etask       // removed tasks whose fd run must close; guarded by mu
@@ -71,7 +72,7 @@ type EnforcerStats struct {
 type etask struct {
 	tid   int
 	start uint64
-	st    *Task
+	st    *sched.Task
 
 	// Guarded by mu.
 	removed bool
@@ -89,11 +90,11 @@ type etask struct {
 	run, wait   int64
 	primed      bool
 	dRun, dWait int64
-	mask        Mask
+	mask        sched.Mask
 	maskAt      time.Time
 }
 
-func newEnforcer(cfg Config, sp *stopper.Stopper, logf func(string, ...any)) *enforcer {
+func newEnforcer(cfg sched.Config, sp *stopper.Stopper, logf func(string, ...any)) *enforcer {
 	e := &enforcer{
 		sp: sp, logf: logf, epoch: time.Now(),
 		tasks: map[int]*etask{},
@@ -104,7 +105,7 @@ func newEnforcer(cfg Config, sp *stopper.Stopper, logf func(string, ...any)) *en
 	}
 	online := onlineCPUs()
 	e.nCPU.Store(int64(online.Count()))
-	e.sched = NewSched(cfg, online, e.now())
+	e.model = sched.NewSched(cfg, online, e.now())
 	return e
 }
 
@@ -122,35 +123,35 @@ func (e *enforcer) kick() {
 	}
 }
 
-func (e *enforcer) newGroup(parent *Group, name string) *Group {
+func (e *enforcer) newGroup(parent *sched.Group, name string) *sched.Group {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.sched.NewGroup(parent, name)
+	return e.model.NewGroup(parent, name)
 }
 
-func (e *enforcer) removeGroup(g *Group) {
+func (e *enforcer) removeGroup(g *sched.Group) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.sched.RemoveGroup(g)
+	e.model.RemoveGroup(g)
 }
 
-func (e *enforcer) setShares(g *Group, v uint64) {
+func (e *enforcer) setShares(g *sched.Group, v uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	g.SetShares(v)
 	e.kick()
 }
 
-func (e *enforcer) setBandwidth(g *Group, quota, period int64) {
+func (e *enforcer) setBandwidth(g *sched.Group, quota, period int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.sched.SetBandwidth(g, quota, period, e.now())
+	e.model.SetBandwidth(g, quota, period, e.now())
 	// The write unthrottled it: let its tasks go now, not at the next tick.
 	e.applyLocked()
 	e.kick()
 }
 
-func (e *enforcer) stat(g *Group) Stat {
+func (e *enforcer) stat(g *sched.Group) sched.Stat {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return g.Stat(e.now())
@@ -168,7 +169,7 @@ func (e *enforcer) Stats() EnforcerStats {
 // addTask puts task tid in g, stopping it at once if g is held. A task
 // born in g (forked) has all its CPU time counted there; one moved in has
 // what it uses from its first read on.
-func (e *enforcer) addTask(tid int, start uint64, g *Group, born bool) {
+func (e *enforcer) addTask(tid int, start uint64, g *sched.Group, born bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	et := e.tasks[tid]
@@ -177,10 +178,10 @@ func (e *enforcer) addTask(tid int, start uint64, g *Group, born bool) {
 		et = nil
 	}
 	if et == nil {
-		et = &etask{tid: tid, start: start, st: &Task{TID: tid, Mask: e.sched.Online()}, fd: -1, statFd: -1, born: born}
+		et = &etask{tid: tid, start: start, st: &sched.Task{TID: tid, Mask: e.model.Online()}, fd: -1, statFd: -1, born: born}
 		e.tasks[tid] = et
 	}
-	e.sched.AddTask(et.st, g)
+	e.model.AddTask(et.st, g)
 	e.applyTaskLocked(et)
 	if e.idle {
 		// The goroutine sleeps with no tick due: it has a task to watch
@@ -202,7 +203,7 @@ func (e *enforcer) removeTask(tid int) {
 }
 
 func (e *enforcer) removeLocked(et *etask) {
-	e.sched.RemoveTask(et.st)
+	e.model.RemoveTask(et.st)
 	et.removed = true
 	delete(e.tasks, et.tid)
 	if et.stopped {
@@ -274,7 +275,7 @@ func (e *enforcer) run() {
 			online := onlineCPUs()
 			e.nCPU.Store(int64(online.Count()))
 			e.mu.Lock()
-			e.sched.SetOnline(online)
+			e.model.SetOnline(online)
 			e.mu.Unlock()
 		}
 		// Snapshot the tasks, read them without the lock.
@@ -285,7 +286,7 @@ func (e *enforcer) run() {
 			// report; what it ran before the stop took effect is in its
 			// cumulative counters, read once it runs again.
 			et.skip = et.stopped && et.heldTicks >= 2
-			et.busy = et.st.busy()
+			et.busy = et.st.Busy()
 			snap = append(snap, et)
 		}
 		e.mu.Unlock()
@@ -308,7 +309,7 @@ func (e *enforcer) run() {
 				et.st.Run, et.st.Wait, et.st.Mask, et.st.Runnable = et.dRun, et.dWait, et.mask, et.runnable
 			}
 		}
-		next := e.sched.Tick(e.now())
+		next := e.model.Tick(e.now())
 		// Decided under mu with the Tick: a task added after this is
 		// added with the lock, and sees idle as it must (it kicks).
 		e.idle = next < 0
@@ -325,8 +326,9 @@ func (e *enforcer) run() {
 			}
 		}
 		if debugCPU {
-			e.sched.walk(e.sched.Root(), func(g *Group) {
-				e.logf("cpu dbg %d %s held=%v hs=%v limit=%d elig=%v v=%.0f u=%d w=%d busy=%.2f n=%d next=%d", e.sched.now, g.Name, g.held, g.heldShares, g.limit, g.eligible, g.v, g.u, g.w, g.busy, g.ntasks, next)
+			now := e.now()
+			e.model.Walk(func(g *sched.Group) {
+				e.logf("cpu dbg %d %s next=%d", now, g.Debug(), next)
 			})
 		}
 		closing := e.closing
@@ -373,7 +375,7 @@ func (e *enforcer) sample(et *etask, now time.Time, buf []byte) {
 	if et.maskAt.IsZero() || now.Sub(et.maskAt) > maskEvery {
 		var set unix.CPUSet
 		if getaffinity(et.tid, &set) == nil {
-			et.mask = Mask{}
+			et.mask = sched.Mask{}
 			for i := range set {
 				if i < len(et.mask) {
 					et.mask[i] = uint64(set[i])
@@ -473,11 +475,11 @@ func startTime(tid int) (uint64, error) {
 }
 
 // onlineCPUs reads /sys/devices/system/cpu/online ("0-3,6").
-func onlineCPUs() Mask {
+func onlineCPUs() sched.Mask {
 	b, err := os.ReadFile("/sys/devices/system/cpu/online")
 	m, ok := parseCPUList(strings.TrimSpace(string(b)))
-	if err != nil || !ok || m.empty() {
-		m = Mask{}
+	if err != nil || !ok || m == (sched.Mask{}) {
+		m = sched.Mask{}
 		for i := 0; i < max(1, runtime.NumCPU()); i++ {
 			m.Set(i)
 		}
@@ -485,8 +487,8 @@ func onlineCPUs() Mask {
 	return m
 }
 
-func parseCPUList(s string) (Mask, bool) {
-	var m Mask
+func parseCPUList(s string) (sched.Mask, bool) {
+	var m sched.Mask
 	if s == "" {
 		return m, false
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"syscall"
 	"testing"
+
+	"github.com/containerfs/containerfs/internal/subsys/cpu/sched"
 )
 
 func TestKstrto(t *testing.T) {
@@ -100,14 +102,14 @@ func TestParseSchedstat(t *testing.T) {
 func TestParseCPUList(t *testing.T) {
 	tests := []struct {
 		in   string
-		want Mask
+		want sched.Mask
 		ok   bool
 	}{
-		{"0", MaskOf(0), true},
-		{"0-1", MaskOf(0, 1), true},
-		{"0-2,5,7-8", MaskOf(0, 1, 2, 5, 7, 8), true},
-		{"", Mask{}, false},
-		{"3-1", Mask{}, false},
+		{"0", sched.MaskOf(0), true},
+		{"0-1", sched.MaskOf(0, 1), true},
+		{"0-2,5,7-8", sched.MaskOf(0, 1, 2, 5, 7, 8), true},
+		{"", sched.Mask{}, false},
+		{"3-1", sched.Mask{}, false},
 	}
 	for _, tc := range tests {
 		got, ok := parseCPUList(tc.in)
