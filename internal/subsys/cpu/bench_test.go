@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/stopper"
 	"github.com/containerfs/containerfs/internal/subsys/cpu/sched"
 	"github.com/containerfs/containerfs/internal/testutil"
@@ -512,10 +513,11 @@ func TestBenchEnforcerCPU(t *testing.T) {
 				}
 				var gs, ys []*child
 				for i, k := range kids {
-					start, err := startTime(k)
+					st, err := proc.ReadStat("", k)
 					if err != nil {
 						t.Fatal(err)
 					}
+					start := st.Start
 					p := &child{pid: k}
 					if i < nGuests {
 						e.addTask(k, start, g, false)
@@ -574,10 +576,11 @@ func TestBenchEnforcerCPUPartial(t *testing.T) {
 			}
 			var as, bs []*child
 			for i, k := range kids {
-				start, err := startTime(k)
+				st, err := proc.ReadStat("", k)
 				if err != nil {
 					t.Fatal(err)
 				}
+				start := st.Start
 				if i < 3 {
 					e.addTask(k, start, a, false)
 					as = append(as, &child{pid: k})

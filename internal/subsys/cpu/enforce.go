@@ -1,21 +1,20 @@
+// The enforcer: one hierarchy's loop that samples its tasks, lets the
+// scheduler decide, and stops or resumes tasks through the Stopper.
+
 package cpu
 
 import (
-	"bytes"
 	"os"
-	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
+	"github.com/containerfs/containerfs/internal/core"
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/stopper"
 	"github.com/containerfs/containerfs/internal/subsys/cpu/sched"
+	"github.com/containerfs/containerfs/internal/worker"
 	"golang.org/x/sys/unix"
-
-	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // CONTAINERFS_CPU_DEBUG=1 logs the enforcer's counters every 100 ticks;
@@ -32,7 +31,7 @@ const reason = "cpu"
 const maskEvery = time.Second
 
 // enforcer applies one hierarchy's cpu settings. The hooks keep its model
-// (Sched) up to date under mu, with the registry lock held; its goroutine
+// (Sched) up to date under mu, with the registry lock held; its worker
 // (run) ticks: it reads every task's CPU time and run-queue wait from
 // /proc/TID/schedstat without the lock, then, under mu, lets the Sched
 // decide and asks the Stopper to stop or resume the tasks whose decision
@@ -40,7 +39,7 @@ const maskEvery = time.Second
 // Stopper).
 type enforcer struct {
 	sp    *stopper.Stopper
-	logf  func(string, ...any)
+	Logf  core.Logf
 	epoch time.Time
 
 	mu      sync.Mutex
@@ -50,10 +49,7 @@ type enforcer struct {
 	closing []*etask       // removed tasks whose fd run must close; guarded by mu
 	stats   EnforcerStats  // guarded by mu
 
-	wake chan struct{} // the model changed; buffered, never blocks
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	w *worker.Worker // run; woken when the model changed
 
 	nCPU atomic.Int64
 }
@@ -94,14 +90,12 @@ type etask struct {
 	maskAt      time.Time
 }
 
-func newEnforcer(cfg sched.Config, sp *stopper.Stopper, logf func(string, ...any)) *enforcer {
+func newEnforcer(cfg sched.Config, sp *stopper.Stopper, logf core.Logf) *enforcer {
 	e := &enforcer{
-		sp: sp, logf: logf, epoch: time.Now(),
+		sp: sp, Logf: logf, epoch: time.Now(),
 		tasks: map[int]*etask{},
 		idle:  true,
-		wake:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		w:     worker.New(),
 	}
 	online := onlineCPUs()
 	e.nCPU.Store(int64(online.Count()))
@@ -111,17 +105,12 @@ func newEnforcer(cfg sched.Config, sp *stopper.Stopper, logf func(string, ...any
 
 func (e *enforcer) now() int64 { return int64(time.Since(e.epoch)) }
 
-func (e *enforcer) start() { go e.run() }
+func (e *enforcer) start() { e.w.Start(e.run) }
 
 // ncpu is the number of online CPUs.
 func (e *enforcer) ncpu() int { return max(1, int(e.nCPU.Load())) }
 
-func (e *enforcer) kick() {
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
-}
+func (e *enforcer) kick() { e.w.Wake() }
 
 func (e *enforcer) newGroup(parent *sched.Group, name string) *sched.Group {
 	e.mu.Lock()
@@ -236,40 +225,31 @@ func (e *enforcer) applyTaskLocked(et *etask) {
 	}
 }
 
-// close lets every task go and stops the goroutine.
+// close stops the worker, then lets every task go. The worker never
+// takes the registry lock, which the caller may hold: waiting for it is
+// safe.
 func (e *enforcer) close() {
-	e.once.Do(func() {
-		close(e.stop)
-		<-e.done
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		for _, et := range e.tasks {
-			e.removeLocked(et)
-		}
-	})
+	<-e.w.Stop()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, et := range e.tasks {
+		e.removeLocked(et)
+	}
 }
 
-// run is the enforcer's goroutine.
+// run is the enforcer's worker loop.
 func (e *enforcer) run() {
-	defer close(e.done)
 	open := map[*etask]struct{}{} // tasks with a schedstat fd
 	defer func() {
 		for et := range open {
 			et.closeFds()
 		}
 	}()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
 	lastOnline := time.Now()
 	var snap []*etask
 	buf := make([]byte, 128)
-	for {
-		select {
-		case <-e.stop:
-			return
-		case <-e.wake:
-		case <-timer.C:
-		}
+	wait := time.Duration(-1) // no tick due until a task is added
+	for e.w.Wait(wait) {
 		if time.Since(lastOnline) > 10*time.Second {
 			lastOnline = time.Now()
 			online := onlineCPUs()
@@ -315,7 +295,7 @@ func (e *enforcer) run() {
 		e.idle = next < 0
 		e.stats.Ticks++
 		if debugStats && e.stats.Ticks%100 == 0 {
-			e.logf("cpu stats %+v tracked %d next %v", e.stats, len(e.tasks), time.Duration(next))
+			e.Logf.Printf("cpu stats %+v tracked %d next %v", e.stats, len(e.tasks), time.Duration(next))
 		}
 		e.applyLocked()
 		for _, et := range e.tasks {
@@ -328,7 +308,7 @@ func (e *enforcer) run() {
 		if debugCPU {
 			now := e.now()
 			e.model.Walk(func(g *sched.Group) {
-				e.logf("cpu dbg %d %s next=%d", now, g.Debug(), next)
+				e.Logf.Printf("cpu dbg %d %s next=%d", now, g.Debug(), next)
 			})
 		}
 		closing := e.closing
@@ -340,15 +320,7 @@ func (e *enforcer) run() {
 			et.closeFds()
 			delete(open, et)
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		if next >= 0 {
-			timer.Reset(time.Duration(next))
-		}
+		wait = time.Duration(next)
 	}
 }
 
@@ -356,13 +328,14 @@ func (e *enforcer) run() {
 func (e *enforcer) sample(et *etask, now time.Time, buf []byte) {
 	et.dRun, et.dWait = 0, 0
 	if et.fd < 0 {
-		fd, err := unix.Open("/proc/"+strconv.Itoa(et.tid)+"/schedstat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(proc.Path("", et.tid, "schedstat"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return
 		}
 		// The TID may have been reused since the task was added: the fd
-		// is only good if the task is still the one with this start.
-		if start, err := startTime(et.tid); err != nil || (et.start != 0 && !proc.SameStart(et.start, start)) {
+		// is only good if the task is still the one with this start (the
+		// recorded start may be a fork event's, late).
+		if seen, err := proc.ReadStat("", et.tid); err != nil || (et.start != 0 && !proc.SameStart(et.start, seen.Start)) {
 			unix.Close(fd)
 			return
 		}
@@ -388,10 +361,11 @@ func (e *enforcer) sample(et *etask, now time.Time, buf []byte) {
 	if err != nil || n <= 0 {
 		return // it exited: the Exit hook will remove it
 	}
-	run, wait, ok := parseSchedstat(buf[:n])
-	if !ok {
+	ss, err := proc.ParseSchedstat(buf[:n])
+	if err != nil {
 		return
 	}
+	run, wait := ss.Run, ss.Wait
 	if et.primed {
 		et.dRun, et.dWait = max(0, run-et.run), max(0, wait-et.wait)
 		// /proc accounts a wait only once it ends: a task that neither
@@ -408,21 +382,20 @@ func (e *enforcer) sample(et *etask, now time.Time, buf []byte) {
 // /proc/TID/stat).
 func (e *enforcer) stateR(et *etask, buf []byte) bool {
 	if et.statFd < 0 {
-		fd, err := unix.Open("/proc/"+strconv.Itoa(et.tid)+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(proc.Path("", et.tid, "stat"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return false
 		}
 		et.statFd = fd
 	}
-	// "PID (comm) S ...": the state follows the last ')', which is within
-	// the first 128 bytes (comm is at most 16 bytes long).
+	// "PID (comm) S ...": the state is within the first 128 bytes (comm
+	// is at most 16 bytes long).
 	n, err := pread(et.statFd, buf)
 	if err != nil || n <= 0 {
 		return false
 	}
-	b := buf[:n]
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] == 'R'
+	state, ok := proc.StateOf(buf[:n])
+	return ok && state == 'R'
 }
 
 func (et *etask) closeFds() {
@@ -434,100 +407,4 @@ func (et *etask) closeFds() {
 		unix.Close(et.statFd)
 		et.statFd = -1
 	}
-}
-
-// parseSchedstat parses "run_ns wait_ns timeslices\n" without allocating:
-// it runs for every task at every tick.
-func parseSchedstat(b []byte) (run, wait int64, ok bool) {
-	var v [2]int64
-	i := 0
-	for k := range v {
-		for i < len(b) && b[i] == ' ' {
-			i++
-		}
-		start := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			v[k] = v[k]*10 + int64(b[i]-'0')
-			i++
-		}
-		if i == start {
-			return 0, 0, false
-		}
-	}
-	return v[0], v[1], true
-}
-
-// startTime is field 22 of /proc/TID/stat.
-func startTime(tid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, os.ErrInvalid
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, os.ErrInvalid
-	}
-	return strconv.ParseUint(f[22-3], 10, 64)
-}
-
-// onlineCPUs reads /sys/devices/system/cpu/online ("0-3,6").
-func onlineCPUs() sched.Mask {
-	b, err := os.ReadFile("/sys/devices/system/cpu/online")
-	m, ok := parseCPUList(strings.TrimSpace(string(b)))
-	if err != nil || !ok || m == (sched.Mask{}) {
-		m = sched.Mask{}
-		for i := 0; i < max(1, runtime.NumCPU()); i++ {
-			m.Set(i)
-		}
-	}
-	return m
-}
-
-func parseCPUList(s string) (sched.Mask, bool) {
-	var m sched.Mask
-	if s == "" {
-		return m, false
-	}
-	for _, part := range strings.Split(s, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil {
-			return m, false
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return m, false
-			}
-		}
-		for c := a; c <= b; c++ {
-			m.Set(c)
-		}
-	}
-	return m, true
-}
-
-// pread and getaffinity are raw system calls: reading /proc and an affinity
-// never blocks, and they run for every task at every tick. Through the
-// runtime's entersyscall, a read that takes a while under load lets the
-// scheduler hand the P to another thread, a context switch that costs more
-// than the read on this machine's virtual CPUs.
-func pread(fd int, buf []byte) (int, error) {
-	n, _, e := unix.RawSyscall6(unix.SYS_PREAD64, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
-
-func getaffinity(tid int, set *unix.CPUSet) error {
-	_, _, e := unix.RawSyscall(unix.SYS_SCHED_GETAFFINITY, uintptr(tid), unsafe.Sizeof(*set), uintptr(unsafe.Pointer(set)))
-	if e != 0 {
-		return e
-	}
-	return nil
 }
