@@ -259,6 +259,7 @@ func busyIn(t *testing.T, dir string, n int, setsid bool, cpus ...int) []*child 
 }
 
 func TestBenchShares(t *testing.T) {
+	testutil.Short(t)
 	runScenarios(t, []scenario{
 		{
 			name:   "shares 9216:1024, one CPU",
@@ -309,6 +310,7 @@ func TestBenchShares(t *testing.T) {
 // scheduling gives each group one CPU. Then the same with the 3 in a child
 // of the group, and split between two children.
 func TestBenchPartial(t *testing.T) {
+	testutil.Short(t)
 	runScenarios(t, []scenario{
 		{
 			name:   "3 tasks vs 1, equal shares, 2 CPUs unpinned",
@@ -347,6 +349,7 @@ func TestBenchPartial(t *testing.T) {
 }
 
 func TestBenchQuota(t *testing.T) {
+	testutil.Short(t)
 	runScenarios(t, []scenario{
 		{
 			name:   "quota 20ms/100ms (% of one CPU)",
@@ -368,6 +371,7 @@ func TestBenchQuota(t *testing.T) {
 // kernel's own per-task fairness already gives 90:10 and few holds are
 // needed; with 50+50 the system group is held most of the time.
 func TestBenchDaemonCPU(t *testing.T) {
+	testutil.Short(t)
 	benchEnabled(t)
 	secs := time.Duration(envInt("CONTAINERFS_BENCH_SECONDS", 5)) * time.Second
 	runs := envInt("CONTAINERFS_BENCH_RUNS", 3)
@@ -424,15 +428,11 @@ func TestBenchDaemonCPU(t *testing.T) {
 // procCPU is a process's user+system time, from /proc/PID/stat (ticks).
 func procCPU(t *testing.T, pid int) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := proc.ReadStat("", pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	ut, _ := strconv.ParseInt(f[14-3], 10, 64)
-	st, _ := strconv.ParseInt(f[15-3], 10, 64)
-	return time.Duration(ut+st) * (time.Second / 100)
+	return time.Duration(st.UTime+st.STime) * (time.Second / 100)
 }
 
 // TestBenchKernelParity makes the same writes in a bench-* cgroup of the
@@ -440,6 +440,7 @@ func procCPU(t *testing.T, pid int) time.Duration {
 // value read back. It writes under /sys/fs/cgroup, so it runs with the
 // benchmarks.
 func TestBenchKernelParity(t *testing.T) {
+	testutil.Short(t)
 	benchEnabled(t)
 	d := testutil.StartDaemon(t)
 	steps := []struct{ file, value string }{
@@ -464,7 +465,7 @@ func TestBenchKernelParity(t *testing.T) {
 		var out []string
 		for _, st := range steps {
 			path := filepath.Join(s.root, st.file)
-			err := writeFile(path, st.value)
+			err := testutil.WriteFile(t, path, st.value)
 			b, _ := os.ReadFile(path)
 			out = append(out, fmt.Sprintf("%s <- %q: %v, reads %q", st.file, st.value, errnoOf(err), strings.TrimSpace(string(b))))
 		}
@@ -487,6 +488,7 @@ func TestBenchKernelParity(t *testing.T) {
 // 9216:1024 on 100 busy tasks pinned to one CPU, as this process's CPU time
 // (getrusage) over the measurement.
 func TestBenchEnforcerCPU(t *testing.T) {
+	testutil.Short(t)
 	benchEnabled(t)
 	secs := time.Duration(envInt("CONTAINERFS_BENCH_SECONDS", 5)) * time.Second
 	runs := envInt("CONTAINERFS_BENCH_RUNS", 3)
@@ -555,6 +557,7 @@ func TestBenchEnforcerCPU(t *testing.T) {
 // busy loops beside 1, equal shares, unpinned on every CPU, so that the
 // group of 3 runs one task at a time, rotated.
 func TestBenchEnforcerCPUPartial(t *testing.T) {
+	testutil.Short(t)
 	benchEnabled(t)
 	secs := time.Duration(envInt("CONTAINERFS_BENCH_SECONDS", 5)) * time.Second
 	runs := envInt("CONTAINERFS_BENCH_RUNS", 3)
