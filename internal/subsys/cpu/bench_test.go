@@ -119,11 +119,49 @@ type scenario struct {
 	setup func(t *testing.T, s *side) (labels []string, sets [][]*child)
 	// wall reports each set's CPU time as a percentage of one CPU's
 	// wall time instead of a share of the sets' total.
-	wall   bool
-	target string
+	wall bool
+	// want is the target of each label's mean over the runs, within tol:
+	// the test fails if containerfs misses it.
+	want []float64
+	tol  float64
 	// spread adds, for each set, a row with how far apart its tasks' CPU
 	// times are: (max-min)/mean, in %.
 	spread bool
+}
+
+// target is the scenario's target as the table shows it: "90 ± 2",
+// "45/45/10 ± 3".
+func (sc scenario) target() string {
+	var ws []string
+	for _, w := range sc.want {
+		ws = append(ws, strconv.FormatFloat(w, 'f', -1, 64))
+	}
+	return fmt.Sprintf("%s ± %g", strings.Join(ws, "/"), sc.tol)
+}
+
+// mean is the mean of xs, NaN for none.
+func mean(xs []float64) float64 {
+	sum := 0.0
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
+}
+
+// within fails the test unless the mean of xs is want ± tol.
+func within(t *testing.T, what string, xs []float64, want, tol float64) {
+	t.Helper()
+	if m := mean(xs); !(math.Abs(m-want) <= tol) {
+		t.Errorf("%s: mean %.2f over %d runs (%s), want %g ± %g", what, m, len(xs), stats(xs), want, tol)
+	}
+}
+
+// below fails the test unless the mean of xs is under limit.
+func below(t *testing.T, what string, xs []float64, limit float64) {
+	t.Helper()
+	if m := mean(xs); !(m < limit) {
+		t.Errorf("%s: mean %.2f over %d runs (%s), want < %g", what, m, len(xs), stats(xs), limit)
+	}
 }
 
 func measure(t *testing.T, d time.Duration, sets [][]*child, wall bool) []float64 {
@@ -231,9 +269,12 @@ func runScenarios(t *testing.T, scs []scenario) {
 				}()
 			}
 		}
-		for _, l := range labels {
+		for i, l := range labels {
 			table = append(table, fmt.Sprintf("| %s | %s | %s | %s | %s |", sc.name, l,
-				stats(results["kernel"][l]), stats(results["containerfs"][l]), sc.target))
+				stats(results["kernel"][l]), stats(results["containerfs"][l]), sc.target()))
+			if i < len(sc.want) {
+				within(t, sc.name+", "+l, results["containerfs"][l], sc.want[i], sc.tol)
+			}
 		}
 		if sc.spread {
 			for _, l := range labels {
@@ -262,8 +303,8 @@ func TestBenchShares(t *testing.T) {
 	testutil.Short(t)
 	runScenarios(t, []scenario{
 		{
-			name:   "shares 9216:1024, one CPU",
-			target: "90 ± 2",
+			name: "shares 9216:1024, one CPU",
+			want: []float64{90}, tol: 2,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				g := s.mkdir(t, "guests", "cpu.shares", "9216")
 				y := s.mkdir(t, "system", "cpu.shares", "1024")
@@ -271,8 +312,8 @@ func TestBenchShares(t *testing.T) {
 			},
 		},
 		{
-			name:   "3 tasks vs 1, equal shares, one CPU",
-			target: "50 ± 3",
+			name: "3 tasks vs 1, equal shares, one CPU",
+			want: []float64{50}, tol: 3,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				a := s.mkdir(t, "three")
 				b := s.mkdir(t, "one")
@@ -280,8 +321,8 @@ func TestBenchShares(t *testing.T) {
 			},
 		},
 		{
-			name:   "9216:1024, every task its own session",
-			target: "90 ± 2",
+			name: "9216:1024, every task its own session",
+			want: []float64{90}, tol: 2,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				g := s.mkdir(t, "guests", "cpu.shares", "9216")
 				y := s.mkdir(t, "system", "cpu.shares", "1024")
@@ -289,8 +330,8 @@ func TestBenchShares(t *testing.T) {
 			},
 		},
 		{
-			name:   "nested Guests{a,b}/System",
-			target: "45/45/10",
+			name: "nested Guests{a,b}/System",
+			want: []float64{45, 45, 10}, tol: 3,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				g := s.mkdir(t, "guests", "cpu.shares", "9216")
 				a := s.mkdir(t, "guests/guest-a")
@@ -313,8 +354,8 @@ func TestBenchPartial(t *testing.T) {
 	testutil.Short(t)
 	runScenarios(t, []scenario{
 		{
-			name:   "3 tasks vs 1, equal shares, 2 CPUs unpinned",
-			target: "50 ± 3",
+			name: "3 tasks vs 1, equal shares, 2 CPUs unpinned",
+			want: []float64{50, 50}, tol: 3,
 			spread: true,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				a := s.mkdir(t, "three")
@@ -323,8 +364,8 @@ func TestBenchPartial(t *testing.T) {
 			},
 		},
 		{
-			name:   "Guests{a: 3 tasks}/System{1}, 2 CPUs unpinned",
-			target: "50/50",
+			name: "Guests{a: 3 tasks}/System{1}, 2 CPUs unpinned",
+			want: []float64{50, 50}, tol: 3,
 			spread: true,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				s.mkdir(t, "guests")
@@ -334,8 +375,8 @@ func TestBenchPartial(t *testing.T) {
 			},
 		},
 		{
-			name:   "Guests{a: 2 tasks, b: 1}/System{1}, 2 CPUs unpinned",
-			target: "25/25/50",
+			name: "Guests{a: 2 tasks, b: 1}/System{1}, 2 CPUs unpinned",
+			want: []float64{25, 25, 50}, tol: 3,
 			spread: true,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				s.mkdir(t, "guests")
@@ -352,9 +393,9 @@ func TestBenchQuota(t *testing.T) {
 	testutil.Short(t)
 	runScenarios(t, []scenario{
 		{
-			name:   "quota 20ms/100ms (% of one CPU)",
-			target: "20 ± 1",
-			wall:   true,
+			name: "quota 20ms/100ms (% of one CPU)",
+			want: []float64{20}, tol: 1,
+			wall: true,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				q := s.mkdir(t, "q", "cpu.cfs_quota_us", "20000")
 				return []string{"q"}, [][]*child{busyIn(t, q, 1, false)}
@@ -419,6 +460,8 @@ func TestBenchDaemonCPU(t *testing.T) {
 			fmt.Sprintf("| daemon CPU enforcing 9216:1024 on %d+%d busy tasks on one CPU, %% of a core | %s | < 2 |", nGuests, 100-nGuests, stats(cpu)),
 			fmt.Sprintf("| the same daemon just before, tasks in the root, %% of a core | %s | |", stats(base)),
 			fmt.Sprintf("| guests' share in that run, %% | %s | 90 ± 2 |", stats(shares)))
+		below(t, fmt.Sprintf("daemon CPU enforcing on %d+%d tasks, %% of a core", nGuests, 100-nGuests), cpu, 2)
+		within(t, fmt.Sprintf("guests' share with %d+%d tasks, %%", nGuests, 100-nGuests), shares, 90, 2)
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("\n%d runs of %v each, load average at the end: %s\n| scenario | containerfs | target |\n|---|---|---|\n%s",
@@ -547,6 +590,8 @@ func TestBenchEnforcerCPU(t *testing.T) {
 		rows = append(rows,
 			fmt.Sprintf("| cpu subsystem alone (enforcer + stopper), 9216:1024 on %d+%d busy tasks on one CPU, %% of a core | %s | < 2 |", nGuests, 100-nGuests, stats(cpu)),
 			fmt.Sprintf("| guests' share in that run, %% | %s | 90 ± 2 |", stats(shares)))
+		below(t, fmt.Sprintf("cpu subsystem CPU enforcing on %d+%d tasks, %% of a core", nGuests, 100-nGuests), cpu, 2)
+		within(t, fmt.Sprintf("guests' share with %d+%d tasks, %%", nGuests, 100-nGuests), shares, 90, 2)
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("\n%d runs of %v each, load average at the end: %s\n| scenario | containerfs | target |\n|---|---|---|\n%s",
@@ -613,4 +658,7 @@ func TestBenchEnforcerCPUPartial(t *testing.T) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("\n%d runs of %v each, load average at the end: %s\n| cpu subsystem alone (enforcer + stopper), 3 vs 1 unpinned, %% of a core | %s |\n| the 3's share, %% | %s |",
 		runs, secs, strings.TrimSpace(string(load)), stats(cpu), stats(shares))
+	// The share's target is TestBenchPartial's for the same scenario; the
+	// CPU time has none of its own.
+	within(t, "the 3's share, %", shares, 50, 3)
 }
