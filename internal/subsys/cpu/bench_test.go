@@ -1,3 +1,6 @@
+// Side-by-side benchmarks of containerfs's cpu subsystem against the
+// kernel's CFS on this machine (CONTAINERFS_BENCH=1 only).
+
 package cpu
 
 import (

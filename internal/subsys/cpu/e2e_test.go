@@ -1,3 +1,6 @@
+// End-to-end tests: a real daemon, a cpu mount, and processes the tests
+// start, scheduled for real.
+
 package cpu
 
 import (

@@ -1,3 +1,6 @@
+// Tests of the kernel's arithmetic on cpu settings and of the online-CPU
+// list parser.
+
 package cpu
 
 import (

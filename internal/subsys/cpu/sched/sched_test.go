@@ -1,3 +1,5 @@
+// Tests of the scheduler's decisions on simulated machines.
+
 package sched
 
 import (

@@ -1,3 +1,5 @@
+// The simulated machine the scheduler's tests run on.
+
 package sched
 
 import (
