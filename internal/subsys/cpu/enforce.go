@@ -306,9 +306,8 @@ func (e *enforcer) run() {
 			}
 		}
 		if debugCPU {
-			now := e.now()
 			e.model.Walk(func(g *sched.Group) {
-				e.Logf.Printf("cpu dbg %d %s next=%d", now, g.Debug(), next)
+				e.Logf.Printf("cpu dbg %d %s next=%d", e.model.LastTick(), g.Debug(), next)
 			})
 		}
 		closing := e.closing

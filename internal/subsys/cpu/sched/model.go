@@ -200,6 +200,9 @@ func (s *Sched) heldFor(g *Group) bool {
 	return g.own != nil && len(g.children) > 0 && g.own.heldShares
 }
 
+// LastTick is the time of the last tick (of NewSched, before the first).
+func (s *Sched) LastTick() int64 { return s.now }
+
 // Walk calls f on every group, parents before their children.
 func (s *Sched) Walk(f func(*Group)) { s.walk(s.root, f) }
 
