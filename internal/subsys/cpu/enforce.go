@@ -173,7 +173,7 @@ func (e *enforcer) addTask(tid int, start uint64, g *sched.Group, born bool) {
 	e.model.AddTask(et.st, g)
 	e.applyTaskLocked(et)
 	if e.idle {
-		// The goroutine sleeps with no tick due: it has a task to watch
+		// The worker sleeps with no tick due: it has a task to watch
 		// now. Otherwise the next tick picks the task up: a storm of forks
 		// must not make a tick each.
 		e.idle = false
