@@ -1,3 +1,6 @@
+// Side-by-side benchmarks of containerfs's cpu subsystem against the
+// kernel's CFS on this machine (CONTAINERFS_BENCH=1 only).
+
 package cpu
 
 import (
@@ -12,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/stopper"
+	"github.com/containerfs/containerfs/internal/subsys/cpu/sched"
 	"github.com/containerfs/containerfs/internal/testutil"
 )
 
@@ -117,11 +122,49 @@ type scenario struct {
 	setup func(t *testing.T, s *side) (labels []string, sets [][]*child)
 	// wall reports each set's CPU time as a percentage of one CPU's
 	// wall time instead of a share of the sets' total.
-	wall   bool
-	target string
+	wall bool
+	// want is the target of each label's mean over the runs, within tol:
+	// the test fails if containerfs misses it.
+	want []float64
+	tol  float64
 	// spread adds, for each set, a row with how far apart its tasks' CPU
 	// times are: (max-min)/mean, in %.
 	spread bool
+}
+
+// target is the scenario's target as the table shows it: "90 ± 2",
+// "45/45/10 ± 3".
+func (sc scenario) target() string {
+	var ws []string
+	for _, w := range sc.want {
+		ws = append(ws, strconv.FormatFloat(w, 'f', -1, 64))
+	}
+	return fmt.Sprintf("%s ± %g", strings.Join(ws, "/"), sc.tol)
+}
+
+// mean is the mean of xs, NaN for none.
+func mean(xs []float64) float64 {
+	sum := 0.0
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
+}
+
+// within fails the test unless the mean of xs is want ± tol.
+func within(t *testing.T, what string, xs []float64, want, tol float64) {
+	t.Helper()
+	if m := mean(xs); !(math.Abs(m-want) <= tol) {
+		t.Errorf("%s: mean %.2f over %d runs (%s), want %g ± %g", what, m, len(xs), stats(xs), want, tol)
+	}
+}
+
+// below fails the test unless the mean of xs is under limit.
+func below(t *testing.T, what string, xs []float64, limit float64) {
+	t.Helper()
+	if m := mean(xs); !(m < limit) {
+		t.Errorf("%s: mean %.2f over %d runs (%s), want < %g", what, m, len(xs), stats(xs), limit)
+	}
 }
 
 func measure(t *testing.T, d time.Duration, sets [][]*child, wall bool) []float64 {
@@ -229,9 +272,12 @@ func runScenarios(t *testing.T, scs []scenario) {
 				}()
 			}
 		}
-		for _, l := range labels {
+		for i, l := range labels {
 			table = append(table, fmt.Sprintf("| %s | %s | %s | %s | %s |", sc.name, l,
-				stats(results["kernel"][l]), stats(results["containerfs"][l]), sc.target))
+				stats(results["kernel"][l]), stats(results["containerfs"][l]), sc.target()))
+			if i < len(sc.want) {
+				within(t, sc.name+", "+l, results["containerfs"][l], sc.want[i], sc.tol)
+			}
 		}
 		if sc.spread {
 			for _, l := range labels {
@@ -257,10 +303,11 @@ func busyIn(t *testing.T, dir string, n int, setsid bool, cpus ...int) []*child 
 }
 
 func TestBenchShares(t *testing.T) {
+	testutil.Short(t)
 	runScenarios(t, []scenario{
 		{
-			name:   "shares 9216:1024, one CPU",
-			target: "90 ± 2",
+			name: "shares 9216:1024, one CPU",
+			want: []float64{90}, tol: 2,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				g := s.mkdir(t, "guests", "cpu.shares", "9216")
 				y := s.mkdir(t, "system", "cpu.shares", "1024")
@@ -268,8 +315,8 @@ func TestBenchShares(t *testing.T) {
 			},
 		},
 		{
-			name:   "3 tasks vs 1, equal shares, one CPU",
-			target: "50 ± 3",
+			name: "3 tasks vs 1, equal shares, one CPU",
+			want: []float64{50}, tol: 3,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				a := s.mkdir(t, "three")
 				b := s.mkdir(t, "one")
@@ -277,8 +324,8 @@ func TestBenchShares(t *testing.T) {
 			},
 		},
 		{
-			name:   "9216:1024, every task its own session",
-			target: "90 ± 2",
+			name: "9216:1024, every task its own session",
+			want: []float64{90}, tol: 2,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				g := s.mkdir(t, "guests", "cpu.shares", "9216")
 				y := s.mkdir(t, "system", "cpu.shares", "1024")
@@ -286,8 +333,8 @@ func TestBenchShares(t *testing.T) {
 			},
 		},
 		{
-			name:   "nested Guests{a,b}/System",
-			target: "45/45/10",
+			name: "nested Guests{a,b}/System",
+			want: []float64{45, 45, 10}, tol: 3,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				g := s.mkdir(t, "guests", "cpu.shares", "9216")
 				a := s.mkdir(t, "guests/guest-a")
@@ -307,10 +354,11 @@ func TestBenchShares(t *testing.T) {
 // scheduling gives each group one CPU. Then the same with the 3 in a child
 // of the group, and split between two children.
 func TestBenchPartial(t *testing.T) {
+	testutil.Short(t)
 	runScenarios(t, []scenario{
 		{
-			name:   "3 tasks vs 1, equal shares, 2 CPUs unpinned",
-			target: "50 ± 3",
+			name: "3 tasks vs 1, equal shares, 2 CPUs unpinned",
+			want: []float64{50, 50}, tol: 3,
 			spread: true,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				a := s.mkdir(t, "three")
@@ -319,8 +367,8 @@ func TestBenchPartial(t *testing.T) {
 			},
 		},
 		{
-			name:   "Guests{a: 3 tasks}/System{1}, 2 CPUs unpinned",
-			target: "50/50",
+			name: "Guests{a: 3 tasks}/System{1}, 2 CPUs unpinned",
+			want: []float64{50, 50}, tol: 3,
 			spread: true,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				s.mkdir(t, "guests")
@@ -330,8 +378,8 @@ func TestBenchPartial(t *testing.T) {
 			},
 		},
 		{
-			name:   "Guests{a: 2 tasks, b: 1}/System{1}, 2 CPUs unpinned",
-			target: "25/25/50",
+			name: "Guests{a: 2 tasks, b: 1}/System{1}, 2 CPUs unpinned",
+			want: []float64{25, 25, 50}, tol: 3,
 			spread: true,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				s.mkdir(t, "guests")
@@ -345,11 +393,12 @@ func TestBenchPartial(t *testing.T) {
 }
 
 func TestBenchQuota(t *testing.T) {
+	testutil.Short(t)
 	runScenarios(t, []scenario{
 		{
-			name:   "quota 20ms/100ms (% of one CPU)",
-			target: "20 ± 1",
-			wall:   true,
+			name: "quota 20ms/100ms (% of one CPU)",
+			want: []float64{20}, tol: 1,
+			wall: true,
 			setup: func(t *testing.T, s *side) ([]string, [][]*child) {
 				q := s.mkdir(t, "q", "cpu.cfs_quota_us", "20000")
 				return []string{"q"}, [][]*child{busyIn(t, q, 1, false)}
@@ -366,6 +415,7 @@ func TestBenchQuota(t *testing.T) {
 // kernel's own per-task fairness already gives 90:10 and few holds are
 // needed; with 50+50 the system group is held most of the time.
 func TestBenchDaemonCPU(t *testing.T) {
+	testutil.Short(t)
 	benchEnabled(t)
 	secs := time.Duration(envInt("CONTAINERFS_BENCH_SECONDS", 5)) * time.Second
 	runs := envInt("CONTAINERFS_BENCH_RUNS", 3)
@@ -413,6 +463,8 @@ func TestBenchDaemonCPU(t *testing.T) {
 			fmt.Sprintf("| daemon CPU enforcing 9216:1024 on %d+%d busy tasks on one CPU, %% of a core | %s | < 2 |", nGuests, 100-nGuests, stats(cpu)),
 			fmt.Sprintf("| the same daemon just before, tasks in the root, %% of a core | %s | |", stats(base)),
 			fmt.Sprintf("| guests' share in that run, %% | %s | 90 ± 2 |", stats(shares)))
+		below(t, fmt.Sprintf("daemon CPU enforcing on %d+%d tasks, %% of a core", nGuests, 100-nGuests), cpu, 2)
+		within(t, fmt.Sprintf("guests' share with %d+%d tasks, %%", nGuests, 100-nGuests), shares, 90, 2)
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("\n%d runs of %v each, load average at the end: %s\n| scenario | containerfs | target |\n|---|---|---|\n%s",
@@ -422,15 +474,11 @@ func TestBenchDaemonCPU(t *testing.T) {
 // procCPU is a process's user+system time, from /proc/PID/stat (ticks).
 func procCPU(t *testing.T, pid int) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := proc.ReadStat("", pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	ut, _ := strconv.ParseInt(f[14-3], 10, 64)
-	st, _ := strconv.ParseInt(f[15-3], 10, 64)
-	return time.Duration(ut+st) * (time.Second / 100)
+	return time.Duration(st.UTime+st.STime) * (time.Second / 100)
 }
 
 // TestBenchKernelParity makes the same writes in a bench-* cgroup of the
@@ -438,6 +486,7 @@ func procCPU(t *testing.T, pid int) time.Duration {
 // value read back. It writes under /sys/fs/cgroup, so it runs with the
 // benchmarks.
 func TestBenchKernelParity(t *testing.T) {
+	testutil.Short(t)
 	benchEnabled(t)
 	d := testutil.StartDaemon(t)
 	steps := []struct{ file, value string }{
@@ -462,7 +511,7 @@ func TestBenchKernelParity(t *testing.T) {
 		var out []string
 		for _, st := range steps {
 			path := filepath.Join(s.root, st.file)
-			err := writeFile(path, st.value)
+			err := testutil.WriteFile(t, path, st.value)
 			b, _ := os.ReadFile(path)
 			out = append(out, fmt.Sprintf("%s <- %q: %v, reads %q", st.file, st.value, errnoOf(err), strings.TrimSpace(string(b))))
 		}
@@ -485,6 +534,7 @@ func TestBenchKernelParity(t *testing.T) {
 // 9216:1024 on 100 busy tasks pinned to one CPU, as this process's CPU time
 // (getrusage) over the measurement.
 func TestBenchEnforcerCPU(t *testing.T) {
+	testutil.Short(t)
 	benchEnabled(t)
 	secs := time.Duration(envInt("CONTAINERFS_BENCH_SECONDS", 5)) * time.Second
 	runs := envInt("CONTAINERFS_BENCH_RUNS", 3)
@@ -495,11 +545,11 @@ func TestBenchEnforcerCPU(t *testing.T) {
 			t.Run(fmt.Sprintf("%d+%d/%d", nGuests, 100-nGuests, r), func(t *testing.T) {
 				sp := stopper.New(stopper.Options{Logf: t.Logf})
 				defer sp.Close()
-				e := newEnforcer(DefaultConfig, sp, t.Logf)
+				e := newEnforcer(sched.DefaultConfig, sp, t.Logf)
 				e.start()
 				defer e.close()
-				g := e.newGroup(e.sched.Root(), "guests")
-				y := e.newGroup(e.sched.Root(), "system")
+				g := e.newGroup(e.model.Root(), "guests")
+				y := e.newGroup(e.model.Root(), "system")
 				e.setShares(g, 9216)
 				// The busy loops are children of a shell, not of this
 				// process: the Stopper does not stop its own children.
@@ -511,10 +561,11 @@ func TestBenchEnforcerCPU(t *testing.T) {
 				}
 				var gs, ys []*child
 				for i, k := range kids {
-					start, err := startTime(k)
+					st, err := proc.ReadStat("", k)
 					if err != nil {
 						t.Fatal(err)
 					}
+					start := st.Start
 					p := &child{pid: k}
 					if i < nGuests {
 						e.addTask(k, start, g, false)
@@ -542,6 +593,8 @@ func TestBenchEnforcerCPU(t *testing.T) {
 		rows = append(rows,
 			fmt.Sprintf("| cpu subsystem alone (enforcer + stopper), 9216:1024 on %d+%d busy tasks on one CPU, %% of a core | %s | < 2 |", nGuests, 100-nGuests, stats(cpu)),
 			fmt.Sprintf("| guests' share in that run, %% | %s | 90 ± 2 |", stats(shares)))
+		below(t, fmt.Sprintf("cpu subsystem CPU enforcing on %d+%d tasks, %% of a core", nGuests, 100-nGuests), cpu, 2)
+		within(t, fmt.Sprintf("guests' share with %d+%d tasks, %%", nGuests, 100-nGuests), shares, 90, 2)
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("\n%d runs of %v each, load average at the end: %s\n| scenario | containerfs | target |\n|---|---|---|\n%s",
@@ -552,6 +605,7 @@ func TestBenchEnforcerCPU(t *testing.T) {
 // busy loops beside 1, equal shares, unpinned on every CPU, so that the
 // group of 3 runs one task at a time, rotated.
 func TestBenchEnforcerCPUPartial(t *testing.T) {
+	testutil.Short(t)
 	benchEnabled(t)
 	secs := time.Duration(envInt("CONTAINERFS_BENCH_SECONDS", 5)) * time.Second
 	runs := envInt("CONTAINERFS_BENCH_RUNS", 3)
@@ -560,11 +614,11 @@ func TestBenchEnforcerCPUPartial(t *testing.T) {
 		t.Run(fmt.Sprint(r), func(t *testing.T) {
 			sp := stopper.New(stopper.Options{Logf: t.Logf})
 			defer sp.Close()
-			e := newEnforcer(DefaultConfig, sp, t.Logf)
+			e := newEnforcer(sched.DefaultConfig, sp, t.Logf)
 			e.start()
 			defer e.close()
-			a := e.newGroup(e.sched.Root(), "three")
-			b := e.newGroup(e.sched.Root(), "one")
+			a := e.newGroup(e.model.Root(), "three")
+			b := e.newGroup(e.model.Root(), "one")
 			parent := spawn(t, "for i in 1 2 3 4; do sh -c '"+busyLoop+"' & done; wait", true)
 			killChildrenAtEnd(t, parent)
 			var kids []int
@@ -573,10 +627,11 @@ func TestBenchEnforcerCPUPartial(t *testing.T) {
 			}
 			var as, bs []*child
 			for i, k := range kids {
-				start, err := startTime(k)
+				st, err := proc.ReadStat("", k)
 				if err != nil {
 					t.Fatal(err)
 				}
+				start := st.Start
 				if i < 3 {
 					e.addTask(k, start, a, false)
 					as = append(as, &child{pid: k})
@@ -606,4 +661,7 @@ func TestBenchEnforcerCPUPartial(t *testing.T) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("\n%d runs of %v each, load average at the end: %s\n| cpu subsystem alone (enforcer + stopper), 3 vs 1 unpinned, %% of a core | %s |\n| the 3's share, %% | %s |",
 		runs, secs, strings.TrimSpace(string(load)), stats(cpu), stats(shares))
+	// The share's target is TestBenchPartial's for the same scenario; the
+	// CPU time has none of its own.
+	within(t, "the 3's share, %", shares, 50, 3)
 }

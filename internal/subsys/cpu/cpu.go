@@ -1,13 +1,15 @@
+// The cpu subsystem's hooks and control files; enforcement is the
+// enforcer's (enforce.go), decisions are package sched's.
+
 package cpu
 
 import (
 	"fmt"
-	"log"
-	"strconv"
 	"syscall"
 
 	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/stopper"
+	"github.com/containerfs/containerfs/internal/subsys/cpu/sched"
 )
 
 // Subsys is the cpu subsystem. The zero value enforces on the running
@@ -16,10 +18,10 @@ type Subsys struct {
 	// Stopper stops and resumes tasks; nil is stopper.Default(), which the
 	// freezer shares.
 	Stopper *stopper.Stopper
-	// Config tunes the scheduler; nil is DefaultConfig.
-	Config *Config
+	// Config tunes the scheduler; nil is sched.DefaultConfig.
+	Config *sched.Config
 	// Logf reports what enforcement could not do; nil is log.Printf.
-	Logf func(format string, a ...any)
+	Logf core.Logf
 }
 
 var (
@@ -33,8 +35,10 @@ var (
 // registry lock; the enforcer mirrors them in its own Group under its own
 // lock.
 type state struct {
-	e      *enforcer // the hierarchy's
-	g      *Group    // guarded by e.mu
+	// e is the hierarchy's enforcer, hierarchy-wide state: the root's
+	// state makes, owns and closes it; every other state refers to it.
+	e      *enforcer
+	g      *sched.Group // guarded by e.mu
 	root   bool
 	shares uint64
 	period uint64 // ns
@@ -43,14 +47,6 @@ type state struct {
 
 // Name implements core.Subsys.
 func (*Subsys) Name() string { return "cpu" }
-
-func (ss *Subsys) logf(format string, a ...any) {
-	if ss.Logf != nil {
-		ss.Logf(format, a...)
-		return
-	}
-	log.Printf(format, a...)
-}
 
 // Create implements core.Subsys. The root container starts the
 // hierarchy's enforcer; a child gets a group under its parent's.
@@ -61,17 +57,17 @@ func (ss *Subsys) Create(c *core.Container) (any, error) {
 		if sp == nil {
 			sp = stopper.Default()
 		}
-		cfg := DefaultConfig
+		cfg := sched.DefaultConfig
 		if ss.Config != nil {
 			cfg = *ss.Config
 		}
 		st.root = true
-		st.e = newEnforcer(cfg, sp, ss.logf)
-		st.g = st.e.sched.Root()
+		st.e = newEnforcer(cfg, sp, ss.Logf)
+		st.g = st.e.model.Root()
 		st.e.start()
 		return st, nil
 	}
-	parent := ss.stateOf(c.Parent())
+	parent := ss.state(c.Parent())
 	st.e = parent.e
 	st.g = st.e.newGroup(parent.g, c.NameLocked())
 	return st, nil
@@ -79,7 +75,7 @@ func (ss *Subsys) Create(c *core.Container) (any, error) {
 
 // Destroy implements core.Subsys.
 func (ss *Subsys) Destroy(c *core.Container) {
-	st := ss.stateOf(c)
+	st := ss.state(c)
 	if st.root {
 		st.e.close()
 		return
@@ -87,32 +83,26 @@ func (ss *Subsys) Destroy(c *core.Container) {
 	st.e.removeGroup(st.g)
 }
 
-func (ss *Subsys) stateOf(c *core.Container) *state {
-	st, _ := c.State(ss).(*state)
-	if st == nil {
-		panic("cpu: container without cpu state")
-	}
-	return st
-}
+func (ss *Subsys) state(c *core.Container) *state { return core.StateOf[*state](c, ss) }
 
 // Fork implements core.Forker: the child joins its parent's group, and is
 // stopped at once if that group is held. Userspace learns of a fork after
 // it happened, so the child may have run a little already; its CPU time is
 // charged at the next tick all the same.
 func (ss *Subsys) Fork(c *core.Container, t *core.Task) {
-	st := ss.stateOf(c)
+	st := ss.state(c)
 	st.e.addTask(t.TID, t.Start, st.g, true)
 }
 
 // Exit implements core.Exiter.
 func (ss *Subsys) Exit(c *core.Container, t *core.Task) {
-	ss.stateOf(c).e.removeTask(t.TID)
+	ss.state(c).e.removeTask(t.TID)
 }
 
 // Attach implements core.Attacher: tasks moved to a child are scheduled
 // there; tasks moved back to the root are let go.
 func (ss *Subsys) Attach(ts *core.TaskSet) {
-	st := ss.stateOf(ts.Dst)
+	st := ss.state(ts.Dst)
 	for _, t := range ts.Tasks {
 		if st.root {
 			st.e.removeTask(t.TID)
@@ -122,30 +112,29 @@ func (ss *Subsys) Attach(ts *core.TaskSet) {
 	}
 }
 
-// Files implements core.Subsys: the kernel's cpu files (SPEC section 6)
-// and one extension, effective_percent.
+// Files implements core.Subsys: the kernel's cpu files, each with its
+// cftype in kernel/sched/core.c's cpu_legacy_files (shares and
+// cfs_period_us are u64 files, cfs_quota_us an s64 one, stat a seq_show),
+// and one extension, effective_percent. rt_runtime_us and rt_period_us,
+// which the kernel has with CONFIG_RT_GROUP_SCHED, are not offered:
+// real-time tasks are not scheduled here.
 func (ss *Subsys) Files() []core.File {
 	return []core.File{
-		{Name: "cfs_period_us", Read: ss.readPeriod, Write: ss.writePeriod},
-		{Name: "cfs_quota_us", Read: ss.readQuota, Write: ss.writeQuota},
+		{Name: "cfs_period_us", ReadU64: ss.readPeriod, WriteU64: ss.writePeriod},
+		{Name: "cfs_quota_us", ReadS64: ss.readQuota, WriteS64: ss.writeQuota},
 		{Name: "effective_percent", Read: ss.readEffective},
-		{Name: "shares", Read: ss.readShares, Write: ss.writeShares},
+		{Name: "shares", ReadU64: ss.readShares, WriteU64: ss.writeShares},
 		{Name: "stat", Read: ss.readStat},
 	}
 }
 
-func (ss *Subsys) readShares(c *core.Container) (string, error) {
-	return strconv.FormatUint(ss.stateOf(c).shares, 10) + "\n", nil
-}
+// readShares is cpu_shares_read_u64.
+func (ss *Subsys) readShares(c *core.Container) uint64 { return ss.state(c).shares }
 
 // writeShares is cpu_shares_write_u64: out-of-range values are clamped,
-// not refused; the root's weight cannot change.
-func (ss *Subsys) writeShares(c *core.Container, _ core.Caller, data string) error {
-	v, err := kstrtoull(data)
-	if err != nil {
-		return fmt.Errorf("cpu.shares: %w", err)
-	}
-	st := ss.stateOf(c)
+// not refused; the root's weight cannot change (sched_group_set_shares).
+func (ss *Subsys) writeShares(c *core.Container, _ core.Caller, v uint64) error {
+	st := ss.state(c)
 	if st.root {
 		return fmt.Errorf("cpu.shares of the root: %w", syscall.EINVAL)
 	}
@@ -154,33 +143,33 @@ func (ss *Subsys) writeShares(c *core.Container, _ core.Caller, data string) err
 	return nil
 }
 
-func (ss *Subsys) readPeriod(c *core.Container) (string, error) {
-	return strconv.FormatUint(ss.stateOf(c).period/nsecPerUsec, 10) + "\n", nil
+// readPeriod is cpu_cfs_period_read_u64, in µs.
+func (ss *Subsys) readPeriod(c *core.Container) uint64 {
+	return ss.state(c).period / nsecPerUsec
 }
 
-func (ss *Subsys) readQuota(c *core.Container) (string, error) {
-	return formatQuota(ss.stateOf(c).quota), nil
-}
-
-// writePeriod is tg_set_cfs_period.
-func (ss *Subsys) writePeriod(c *core.Container, _ core.Caller, data string) error {
-	v, err := kstrtoull(data)
-	if err != nil {
-		return fmt.Errorf("cpu.cfs_period_us: %w", err)
+// readQuota is cpu_cfs_quota_read_s64: -1 for no limit, else µs.
+func (ss *Subsys) readQuota(c *core.Container) int64 {
+	q := ss.state(c).quota
+	if q == runtimeInf {
+		return -1
 	}
+	return int64(q / nsecPerUsec)
+}
+
+// writePeriod is tg_set_cfs_period: a period that does not survive the
+// translation to ns is EINVAL.
+func (ss *Subsys) writePeriod(c *core.Container, _ core.Caller, v uint64) error {
 	if v > maxUsecToNsecOK {
 		return fmt.Errorf("cpu.cfs_period_us %d: %w", v, syscall.EINVAL)
 	}
-	st := ss.stateOf(c)
+	st := ss.state(c)
 	return ss.setBandwidth(c, st, v*nsecPerUsec, st.quota)
 }
 
-// writeQuota is tg_set_cfs_quota: any negative value means no limit.
-func (ss *Subsys) writeQuota(c *core.Container, _ core.Caller, data string) error {
-	v, err := kstrtoll(data)
-	if err != nil {
-		return fmt.Errorf("cpu.cfs_quota_us: %w", err)
-	}
+// writeQuota is tg_set_cfs_quota: any negative value means no limit, a
+// quota that does not survive the translation to ns is EINVAL.
+func (ss *Subsys) writeQuota(c *core.Container, _ core.Caller, v int64) error {
 	quota := uint64(runtimeInf)
 	if v >= 0 {
 		if uint64(v) > maxUsecToNsecOK {
@@ -188,7 +177,7 @@ func (ss *Subsys) writeQuota(c *core.Container, _ core.Caller, data string) erro
 		}
 		quota = uint64(v) * nsecPerUsec
 	}
-	st := ss.stateOf(c)
+	st := ss.state(c)
 	return ss.setBandwidth(c, st, st.period, quota)
 }
 
@@ -234,7 +223,7 @@ func (ss *Subsys) schedulable(c *core.Container, period, quota uint64) error {
 	walk = func(x *core.Container, parentQuota int64) error {
 		hq := inf
 		if !x.IsRoot() {
-			p, q := ss.stateOf(x).period, ss.stateOf(x).quota
+			p, q := ss.state(x).period, ss.state(x).quota
 			if x == c {
 				p, q = period, quota
 			}
@@ -261,7 +250,7 @@ func (ss *Subsys) schedulable(c *core.Container, period, quota uint64) error {
 // readStat is cpu.stat in this kernel's format; bursts are not supported
 // (no cpu.cfs_burst_us), so their lines are always 0.
 func (ss *Subsys) readStat(c *core.Container) (string, error) {
-	st := ss.stateOf(c)
+	st := ss.state(c)
 	s := st.e.stat(st.g)
 	return fmt.Sprintf("nr_periods %d\nnr_throttled %d\nthrottled_time %d\nnr_bursts 0\nburst_time 0\n",
 		s.NrPeriods, s.NrThrottled, s.ThrottledTime), nil
@@ -273,7 +262,7 @@ func (ss *Subsys) readStat(c *core.Container) (string, error) {
 // container's shares over the sum of its siblings' shares, capped at each
 // level by quota/period over the number of CPUs.
 func (ss *Subsys) readEffective(c *core.Container) (string, error) {
-	ncpu := ss.stateOf(c).e.ncpu()
+	ncpu := ss.state(c).e.ncpu()
 	var eff func(x *core.Container) float64
 	eff = func(x *core.Container) float64 {
 		if x.IsRoot() {
@@ -282,9 +271,9 @@ func (ss *Subsys) readEffective(c *core.Container) (string, error) {
 		p := x.Parent()
 		var sum uint64
 		for _, sib := range p.ChildrenLocked() {
-			sum += ss.stateOf(sib).shares
+			sum += ss.state(sib).shares
 		}
-		st := ss.stateOf(x)
+		st := ss.state(x)
 		f := eff(p) * float64(st.shares) / float64(sum)
 		if st.quota != runtimeInf {
 			f = min(f, 100*float64(st.quota)/float64(st.period)/float64(ncpu))

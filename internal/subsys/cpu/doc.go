@@ -24,7 +24,7 @@
 // The kernel cannot be asked: nice values count only within a session
 // (autogroup), and changing a session's autogroup nice or any sysctl would
 // touch what is not ours. So containerfs decides which tasks may run, and
-// stops the others. The decision logic (sched.go) is pure: given each
+// stops the others. The decision logic (package sched) is pure: given each
 // task's CPU time and run-queue wait since the previous tick (from
 // /proc/TID/schedstat) and its CPU affinity, it keeps for every container a
 // virtual time (CPU time × 1024 / shares) and, among the siblings that want
@@ -45,9 +45,10 @@
 // running out, a period ending) and, with many tasks, further apart so that
 // reading their counters stays cheap.
 //
-// The enforcer (enforce.go) runs that logic on its own goroutine, started
-// with the hierarchy's root and stopped with it; the hooks (Fork, Exit,
-// Attach, file writes) only update its model under its lock. Stops go
+// The enforcer (enforce.go) runs that logic on its own worker.Worker,
+// started with the hierarchy's root (whose state owns it) and stopped with
+// it; the hooks (Fork, Exit, Attach, file writes) only update its model
+// under its lock. Stops go
 // through the process-wide stopper (internal/stopper), for the reason
 // "cpu": PTRACE_SEIZE and PTRACE_INTERRUPT, so that a throttled task does
 // not look stopped to its parent (no "Stopped" job in a shell) and SIGCONT

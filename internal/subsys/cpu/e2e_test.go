@@ -1,3 +1,6 @@
+// End-to-end tests: a real daemon, a cpu mount, and processes the tests
+// start, scheduled for real.
+
 package cpu
 
 import (
@@ -13,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerfs/containerfs/internal/proc"
 	"github.com/containerfs/containerfs/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -58,12 +62,16 @@ func spawn(t *testing.T, script string, setsid bool, cpus ...int) *child {
 // cpuTime is a task's CPU time so far (ns), from /proc/PID/schedstat.
 func cpuTime(t *testing.T, pid int) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+	var buf [128]byte
+	b, err := proc.ReadSmall(proc.Path("", pid, "schedstat"), buf[:])
 	if err != nil {
 		t.Fatalf("schedstat of %d: %v", pid, err)
 	}
-	ns, _ := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64)
-	return ns
+	ss, err := proc.ParseSchedstat(b)
+	if err != nil {
+		t.Fatalf("schedstat of %d: %v", pid, err)
+	}
+	return ss.Run
 }
 
 func cpuTimes(t *testing.T, ps ...*child) int64 {
@@ -72,34 +80,6 @@ func cpuTimes(t *testing.T, ps ...*child) int64 {
 		n += cpuTime(t, p.pid)
 	}
 	return n
-}
-
-func writeFile(path, data string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write([]byte(data))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func mustWrite(t *testing.T, path, data string) {
-	t.Helper()
-	if err := writeFile(path, data); err != nil {
-		t.Fatalf("write %q to %s: %v", data, path, err)
-	}
-}
-
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	return string(b)
 }
 
 func errnoOf(err error) syscall.Errno {
@@ -119,7 +99,7 @@ func mkdir(t *testing.T, dir string, settings ...string) string {
 		t.Fatal(err)
 	}
 	for i := 0; i+1 < len(settings); i += 2 {
-		mustWrite(t, filepath.Join(dir, settings[i]), settings[i+1])
+		testutil.MustWrite(t, filepath.Join(dir, settings[i]), settings[i+1])
 	}
 	return dir
 }
@@ -127,18 +107,17 @@ func mkdir(t *testing.T, dir string, settings ...string) string {
 func attach(t *testing.T, dir string, ps ...*child) {
 	t.Helper()
 	for _, p := range ps {
-		mustWrite(t, filepath.Join(dir, "tasks"), strconv.Itoa(p.pid))
+		testutil.MustWrite(t, filepath.Join(dir, "tasks"), strconv.Itoa(p.pid))
 	}
 }
 
 // procState is the state letter of /proc/PID/stat.
 func procState(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := proc.ReadStat("", pid)
 	if err != nil {
 		return "gone"
 	}
-	s := string(b)
-	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[0]
+	return string(st.State)
 }
 
 func mountCPU(t *testing.T) string {
@@ -148,6 +127,7 @@ func mountCPU(t *testing.T) string {
 }
 
 func TestFiles(t *testing.T) {
+	testutil.Short(t)
 	mnt := mountCPU(t)
 	a := mkdir(t, filepath.Join(mnt, "a"))
 	for _, tc := range []struct{ file, want string }{
@@ -157,7 +137,7 @@ func TestFiles(t *testing.T) {
 		{"cpu.stat", "nr_periods 0\nnr_throttled 0\nthrottled_time 0\nnr_bursts 0\nburst_time 0\n"},
 	} {
 		for _, dir := range []string{mnt, a} {
-			if got := readFile(t, filepath.Join(dir, tc.file)); got != tc.want {
+			if got := testutil.ReadFile(t, filepath.Join(dir, tc.file)); got != tc.want {
 				t.Errorf("%s in %s: got %q, want %q", tc.file, dir, got, tc.want)
 			}
 		}
@@ -204,28 +184,29 @@ func TestFiles(t *testing.T) {
 	}
 	for _, tc := range tests {
 		path := filepath.Join(a, tc.file)
-		err := writeFile(path, tc.write)
+		err := testutil.WriteFile(t, path, tc.write)
 		if got := errnoOf(err); got != tc.errno {
 			t.Errorf("write %q to %s: got errno %v, want %v", tc.write, tc.file, got, tc.errno)
 		}
-		if got := strings.TrimSpace(readFile(t, path)); got != tc.read {
+		if got := strings.TrimSpace(testutil.ReadFile(t, path)); got != tc.read {
 			t.Errorf("after writing %q to %s: got %q, want %q", tc.write, tc.file, got, tc.read)
 		}
 	}
 	// Nothing is writable in the root.
 	for _, f := range []string{"cpu.shares", "cpu.cfs_period_us", "cpu.cfs_quota_us"} {
-		if got := errnoOf(writeFile(filepath.Join(mnt, f), "50000")); got != syscall.EINVAL {
+		if got := errnoOf(testutil.WriteFile(t, filepath.Join(mnt, f), "50000")); got != syscall.EINVAL {
 			t.Errorf("write to the root's %s: got errno %v, want EINVAL", f, got)
 		}
 	}
 	for _, f := range []string{"cpu.stat", "cpu.effective_percent"} {
-		if err := writeFile(filepath.Join(mnt, "a", f), "1"); err == nil {
+		if err := testutil.WriteFile(t, filepath.Join(mnt, "a", f), "1"); err == nil {
 			t.Errorf("write to read-only %s succeeded", f)
 		}
 	}
 }
 
 func TestQuotaHierarchyCheck(t *testing.T) {
+	testutil.Short(t)
 	mnt := mountCPU(t)
 	p := mkdir(t, filepath.Join(mnt, "p"), "cpu.cfs_quota_us", "50000")
 	c := mkdir(t, filepath.Join(p, "c"))
@@ -248,7 +229,7 @@ func TestQuotaHierarchyCheck(t *testing.T) {
 		{"cpu.cfs_quota_us", "500000", 0},
 	}
 	for _, st := range steps {
-		if got := errnoOf(writeFile(filepath.Join(p, st.file), st.write)); got != st.errno {
+		if got := errnoOf(testutil.WriteFile(t, filepath.Join(p, st.file), st.write)); got != st.errno {
 			t.Errorf("write %q to %s: got errno %v, want %v", st.write, st.file, got, st.errno)
 		}
 	}
@@ -256,6 +237,7 @@ func TestQuotaHierarchyCheck(t *testing.T) {
 }
 
 func TestEffectivePercent(t *testing.T) {
+	testutil.Short(t)
 	mnt := mountCPU(t)
 	guests := mkdir(t, filepath.Join(mnt, "guests"), "cpu.shares", "9216")
 	system := mkdir(t, filepath.Join(mnt, "system"), "cpu.shares", "1024")
@@ -275,7 +257,7 @@ func TestEffectivePercent(t *testing.T) {
 		{capped, min(10, 1.0/float64(ncpu))},
 	}
 	for _, tc := range tests {
-		got, err := strconv.ParseFloat(strings.TrimSpace(readFile(t, filepath.Join(tc.dir, "cpu.effective_percent"))), 64)
+		got, err := strconv.ParseFloat(strings.TrimSpace(testutil.ReadFile(t, filepath.Join(tc.dir, "cpu.effective_percent"))), 64)
 		if err != nil || got < tc.want-0.01 || got > tc.want+0.01 {
 			t.Errorf("effective_percent of %s: got %v (%v), want %.2f", tc.dir, got, err, tc.want)
 		}
@@ -298,6 +280,7 @@ func share(t *testing.T, d time.Duration, ps, qs []*child) float64 {
 // The e2e tolerances are wider than the benchmarks' targets: other test
 // suites share this machine's two CPUs.
 func TestSharesNinetyTen(t *testing.T) {
+	testutil.Short(t)
 	mnt := mountCPU(t)
 	guests := mkdir(t, filepath.Join(mnt, "guests"), "cpu.shares", "9216")
 	system := mkdir(t, filepath.Join(mnt, "system"), "cpu.shares", "1024")
@@ -313,6 +296,7 @@ func TestSharesNinetyTen(t *testing.T) {
 }
 
 func TestGroupFairnessAcrossSessions(t *testing.T) {
+	testutil.Short(t)
 	mnt := mountCPU(t)
 	a := mkdir(t, filepath.Join(mnt, "a"))
 	b := mkdir(t, filepath.Join(mnt, "b"))
@@ -331,16 +315,17 @@ func TestGroupFairnessAcrossSessions(t *testing.T) {
 }
 
 func TestQuotaEnforced(t *testing.T) {
+	testutil.Short(t)
 	mnt := mountCPU(t)
 	q := mkdir(t, filepath.Join(mnt, "q"), "cpu.cfs_quota_us", "20000")
 	p := spawn(t, busyLoop, false)
 	attach(t, q, p)
 	time.Sleep(200 * time.Millisecond)
-	st0 := parseStat(t, readFile(t, filepath.Join(q, "cpu.stat")))
+	st0 := parseStat(t, testutil.ReadFile(t, filepath.Join(q, "cpu.stat")))
 	c0, w0 := cpuTime(t, p.pid), time.Now()
 	time.Sleep(3 * time.Second)
 	got := 100 * float64(cpuTime(t, p.pid)-c0) / float64(time.Since(w0))
-	st := parseStat(t, readFile(t, filepath.Join(q, "cpu.stat")))
+	st := parseStat(t, testutil.ReadFile(t, filepath.Join(q, "cpu.stat")))
 	periods, throttled := st["nr_periods"]-st0["nr_periods"], st["nr_throttled"]-st0["nr_throttled"]
 	t.Logf("CPU use under a 20ms/100ms quota: %.1f%%; %d periods, %d throttled", got, periods, throttled)
 	if got > 21 {
@@ -374,6 +359,7 @@ func parseStat(t *testing.T, s string) map[string]int64 {
 }
 
 func TestThrottledJobIsNotStoppedForItsParent(t *testing.T) {
+	testutil.Short(t)
 	mnt := mountCPU(t)
 	q := mkdir(t, filepath.Join(mnt, "q"), "cpu.cfs_quota_us", "5000")
 	p := spawn(t, busyLoop, false)
@@ -416,6 +402,7 @@ func TestThrottledJobIsNotStoppedForItsParent(t *testing.T) {
 }
 
 func TestWorkConserving(t *testing.T) {
+	testutil.Short(t)
 	mnt := mountCPU(t)
 	big := mkdir(t, filepath.Join(mnt, "big"), "cpu.shares", "262144")
 	small := mkdir(t, filepath.Join(mnt, "small"), "cpu.shares", "2")
@@ -449,6 +436,7 @@ func TestWorkConserving(t *testing.T) {
 }
 
 func TestRootTasksUntouched(t *testing.T) {
+	testutil.Short(t)
 	mnt := mountCPU(t)
 	q := mkdir(t, filepath.Join(mnt, "q"), "cpu.cfs_quota_us", "1000", "cpu.cfs_period_us", "1000000")
 	in := spawn(t, busyLoop, false)
@@ -482,6 +470,7 @@ func TestRootTasksUntouched(t *testing.T) {
 }
 
 func TestForksAreThrottledAndExitsReaped(t *testing.T) {
+	testutil.Short(t)
 	mnt := mountCPU(t)
 	q := mkdir(t, filepath.Join(mnt, "q"), "cpu.cfs_quota_us", "10000")
 	// A shell that starts busy children once it is attached.
@@ -499,7 +488,7 @@ func TestForksAreThrottledAndExitsReaped(t *testing.T) {
 	}) {
 		t.Fatalf("children of the shell: got %v, want 3", kids)
 	}
-	tasks := readFile(t, filepath.Join(q, "tasks"))
+	tasks := testutil.ReadFile(t, filepath.Join(q, "tasks"))
 	for _, k := range kids {
 		if !strings.Contains("\n"+tasks, "\n"+strconv.Itoa(k)+"\n") {
 			t.Errorf("child %d not in q's tasks %q", k, tasks)
@@ -570,6 +559,7 @@ func eventually(d time.Duration, cond func() bool) bool {
 }
 
 func TestMultiThreadedQuota(t *testing.T) {
+	testutil.Short(t)
 	mnt := mountCPU(t)
 	q := mkdir(t, filepath.Join(mnt, "q"), "cpu.cfs_quota_us", "10000")
 	cmd := exec.Command(os.Args[0])
@@ -595,8 +585,8 @@ func TestMultiThreadedQuota(t *testing.T) {
 	if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "ready\n" {
 		t.Fatalf("helper: %q %v", buf, err)
 	}
-	mustWrite(t, filepath.Join(q, "cgroup.procs"), strconv.Itoa(pid))
-	tasks := strings.Fields(readFile(t, filepath.Join(q, "tasks")))
+	testutil.MustWrite(t, filepath.Join(q, "cgroup.procs"), strconv.Itoa(pid))
+	tasks := strings.Fields(testutil.ReadFile(t, filepath.Join(q, "tasks")))
 	if len(tasks) < 4 {
 		t.Fatalf("tasks of a multi-threaded process: got %v, want at least 4 threads", tasks)
 	}
@@ -609,7 +599,7 @@ func TestMultiThreadedQuota(t *testing.T) {
 		t.Errorf("three busy threads under a 10ms/100ms quota: got %.1f%% of a CPU, want about 10", got)
 	}
 	// Its threads are let go when it returns to the root.
-	mustWrite(t, filepath.Join(mnt, "cgroup.procs"), strconv.Itoa(pid))
+	testutil.MustWrite(t, filepath.Join(mnt, "cgroup.procs"), strconv.Itoa(pid))
 	time.Sleep(50 * time.Millisecond)
 	for i := 0; i < 50; i++ {
 		for _, tid := range tasks {
@@ -623,6 +613,7 @@ func TestMultiThreadedQuota(t *testing.T) {
 }
 
 func TestNestedGuestsSystem(t *testing.T) {
+	testutil.Short(t)
 	mnt := mountCPU(t)
 	guests := mkdir(t, filepath.Join(mnt, "Guests"), "cpu.shares", "9216")
 	ga := mkdir(t, filepath.Join(guests, "guest-a"))
@@ -654,6 +645,7 @@ func TestNestedGuestsSystem(t *testing.T) {
 // right after it, TestThrottledJobIsNotStoppedForItsParent measured up to
 // 8.9% (the same with or without partial holds) against its bound of 8%.
 func TestPartialHoldOnTwoCPUs(t *testing.T) {
+	testutil.Short(t)
 	if onlineCPUs().Count() != 2 {
 		t.Skip("needs exactly 2 CPUs")
 	}

@@ -1,20 +1,20 @@
+// The enforcer: one hierarchy's loop that samples its tasks, lets the
+// scheduler decide, and stops or resumes tasks through the Stopper.
+
 package cpu
 
 import (
-	"bytes"
 	"os"
-	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
-	"github.com/containerfs/containerfs/internal/stopper"
-	"golang.org/x/sys/unix"
-
+	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/proc"
+	"github.com/containerfs/containerfs/internal/stopper"
+	"github.com/containerfs/containerfs/internal/subsys/cpu/sched"
+	"github.com/containerfs/containerfs/internal/worker"
+	"golang.org/x/sys/unix"
 )
 
 // CONTAINERFS_CPU_DEBUG=1 logs the enforcer's counters every 100 ticks;
@@ -31,7 +31,7 @@ const reason = "cpu"
 const maskEvery = time.Second
 
 // enforcer applies one hierarchy's cpu settings. The hooks keep its model
-// (Sched) up to date under mu, with the registry lock held; its goroutine
+// (Sched) up to date under mu, with the registry lock held; its worker
 // (run) ticks: it reads every task's CPU time and run-queue wait from
 // /proc/TID/schedstat without the lock, then, under mu, lets the Sched
 // decide and asks the Stopper to stop or resume the tasks whose decision
@@ -39,20 +39,17 @@ const maskEvery = time.Second
 // Stopper).
 type enforcer struct {
 	sp    *stopper.Stopper
-	logf  func(string, ...any)
+	Logf  core.Logf
 	epoch time.Time
 
 	mu      sync.Mutex
-	sched   *Sched         // guarded by mu
+	model   *sched.Sched   // guarded by mu
 	idle    bool           // run waits with no tick due; guarded by mu
 	tasks   map[int]*etask // by TID, tasks outside the root; guarded by mu
 	closing []*etask       // removed tasks whose fd run must close; guarded by mu
 	stats   EnforcerStats  // guarded by mu
 
-	wake chan struct{} // the model changed; buffered, never blocks
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	w *worker.Worker // run; woken when the model changed
 
 	nCPU atomic.Int64
 }
@@ -71,7 +68,7 @@ type EnforcerStats struct {
 type etask struct {
 	tid   int
 	start uint64
-	st    *Task
+	st    *sched.Task
 
 	// Guarded by mu.
 	removed bool
@@ -89,68 +86,61 @@ type etask struct {
 	run, wait   int64
 	primed      bool
 	dRun, dWait int64
-	mask        Mask
+	mask        sched.Mask
 	maskAt      time.Time
 }
 
-func newEnforcer(cfg Config, sp *stopper.Stopper, logf func(string, ...any)) *enforcer {
+func newEnforcer(cfg sched.Config, sp *stopper.Stopper, logf core.Logf) *enforcer {
 	e := &enforcer{
-		sp: sp, logf: logf, epoch: time.Now(),
+		sp: sp, Logf: logf, epoch: time.Now(),
 		tasks: map[int]*etask{},
 		idle:  true,
-		wake:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		w:     worker.New(),
 	}
 	online := onlineCPUs()
 	e.nCPU.Store(int64(online.Count()))
-	e.sched = NewSched(cfg, online, e.now())
+	e.model = sched.NewSched(cfg, online, e.now())
 	return e
 }
 
 func (e *enforcer) now() int64 { return int64(time.Since(e.epoch)) }
 
-func (e *enforcer) start() { go e.run() }
+func (e *enforcer) start() { e.w.Start(e.run) }
 
 // ncpu is the number of online CPUs.
 func (e *enforcer) ncpu() int { return max(1, int(e.nCPU.Load())) }
 
-func (e *enforcer) kick() {
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
-}
+func (e *enforcer) kick() { e.w.Wake() }
 
-func (e *enforcer) newGroup(parent *Group, name string) *Group {
+func (e *enforcer) newGroup(parent *sched.Group, name string) *sched.Group {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.sched.NewGroup(parent, name)
+	return e.model.NewGroup(parent, name)
 }
 
-func (e *enforcer) removeGroup(g *Group) {
+func (e *enforcer) removeGroup(g *sched.Group) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.sched.RemoveGroup(g)
+	e.model.RemoveGroup(g)
 }
 
-func (e *enforcer) setShares(g *Group, v uint64) {
+func (e *enforcer) setShares(g *sched.Group, v uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	g.SetShares(v)
 	e.kick()
 }
 
-func (e *enforcer) setBandwidth(g *Group, quota, period int64) {
+func (e *enforcer) setBandwidth(g *sched.Group, quota, period int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.sched.SetBandwidth(g, quota, period, e.now())
+	e.model.SetBandwidth(g, quota, period, e.now())
 	// The write unthrottled it: let its tasks go now, not at the next tick.
 	e.applyLocked()
 	e.kick()
 }
 
-func (e *enforcer) stat(g *Group) Stat {
+func (e *enforcer) stat(g *sched.Group) sched.Stat {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return g.Stat(e.now())
@@ -168,7 +158,7 @@ func (e *enforcer) Stats() EnforcerStats {
 // addTask puts task tid in g, stopping it at once if g is held. A task
 // born in g (forked) has all its CPU time counted there; one moved in has
 // what it uses from its first read on.
-func (e *enforcer) addTask(tid int, start uint64, g *Group, born bool) {
+func (e *enforcer) addTask(tid int, start uint64, g *sched.Group, born bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	et := e.tasks[tid]
@@ -177,13 +167,13 @@ func (e *enforcer) addTask(tid int, start uint64, g *Group, born bool) {
 		et = nil
 	}
 	if et == nil {
-		et = &etask{tid: tid, start: start, st: &Task{TID: tid, Mask: e.sched.Online()}, fd: -1, statFd: -1, born: born}
+		et = &etask{tid: tid, start: start, st: &sched.Task{TID: tid, Mask: e.model.Online()}, fd: -1, statFd: -1, born: born}
 		e.tasks[tid] = et
 	}
-	e.sched.AddTask(et.st, g)
+	e.model.AddTask(et.st, g)
 	e.applyTaskLocked(et)
 	if e.idle {
-		// The goroutine sleeps with no tick due: it has a task to watch
+		// The worker sleeps with no tick due: it has a task to watch
 		// now. Otherwise the next tick picks the task up: a storm of forks
 		// must not make a tick each.
 		e.idle = false
@@ -202,7 +192,7 @@ func (e *enforcer) removeTask(tid int) {
 }
 
 func (e *enforcer) removeLocked(et *etask) {
-	e.sched.RemoveTask(et.st)
+	e.model.RemoveTask(et.st)
 	et.removed = true
 	delete(e.tasks, et.tid)
 	if et.stopped {
@@ -235,46 +225,37 @@ func (e *enforcer) applyTaskLocked(et *etask) {
 	}
 }
 
-// close lets every task go and stops the goroutine.
+// close stops the worker, then lets every task go. The worker never
+// takes the registry lock, which the caller may hold: waiting for it is
+// safe.
 func (e *enforcer) close() {
-	e.once.Do(func() {
-		close(e.stop)
-		<-e.done
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		for _, et := range e.tasks {
-			e.removeLocked(et)
-		}
-	})
+	<-e.w.Stop()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, et := range e.tasks {
+		e.removeLocked(et)
+	}
 }
 
-// run is the enforcer's goroutine.
+// run is the enforcer's worker loop.
 func (e *enforcer) run() {
-	defer close(e.done)
 	open := map[*etask]struct{}{} // tasks with a schedstat fd
 	defer func() {
 		for et := range open {
 			et.closeFds()
 		}
 	}()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
 	lastOnline := time.Now()
 	var snap []*etask
 	buf := make([]byte, 128)
-	for {
-		select {
-		case <-e.stop:
-			return
-		case <-e.wake:
-		case <-timer.C:
-		}
+	wait := time.Duration(-1) // no tick due until a task is added
+	for e.w.Wait(wait) {
 		if time.Since(lastOnline) > 10*time.Second {
 			lastOnline = time.Now()
 			online := onlineCPUs()
 			e.nCPU.Store(int64(online.Count()))
 			e.mu.Lock()
-			e.sched.SetOnline(online)
+			e.model.SetOnline(online)
 			e.mu.Unlock()
 		}
 		// Snapshot the tasks, read them without the lock.
@@ -285,7 +266,7 @@ func (e *enforcer) run() {
 			// report; what it ran before the stop took effect is in its
 			// cumulative counters, read once it runs again.
 			et.skip = et.stopped && et.heldTicks >= 2
-			et.busy = et.st.busy()
+			et.busy = et.st.Busy()
 			snap = append(snap, et)
 		}
 		e.mu.Unlock()
@@ -308,13 +289,13 @@ func (e *enforcer) run() {
 				et.st.Run, et.st.Wait, et.st.Mask, et.st.Runnable = et.dRun, et.dWait, et.mask, et.runnable
 			}
 		}
-		next := e.sched.Tick(e.now())
+		next := e.model.Tick(e.now())
 		// Decided under mu with the Tick: a task added after this is
 		// added with the lock, and sees idle as it must (it kicks).
 		e.idle = next < 0
 		e.stats.Ticks++
 		if debugStats && e.stats.Ticks%100 == 0 {
-			e.logf("cpu stats %+v tracked %d next %v", e.stats, len(e.tasks), time.Duration(next))
+			e.Logf.Printf("cpu stats %+v tracked %d next %v", e.stats, len(e.tasks), time.Duration(next))
 		}
 		e.applyLocked()
 		for _, et := range e.tasks {
@@ -325,8 +306,8 @@ func (e *enforcer) run() {
 			}
 		}
 		if debugCPU {
-			e.sched.walk(e.sched.Root(), func(g *Group) {
-				e.logf("cpu dbg %d %s held=%v hs=%v limit=%d elig=%v v=%.0f u=%d w=%d busy=%.2f n=%d next=%d", e.sched.now, g.Name, g.held, g.heldShares, g.limit, g.eligible, g.v, g.u, g.w, g.busy, g.ntasks, next)
+			e.model.Walk(func(g *sched.Group) {
+				e.Logf.Printf("cpu dbg %d %s next=%d", e.model.LastTick(), g.Debug(), next)
 			})
 		}
 		closing := e.closing
@@ -338,15 +319,7 @@ func (e *enforcer) run() {
 			et.closeFds()
 			delete(open, et)
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		if next >= 0 {
-			timer.Reset(time.Duration(next))
-		}
+		wait = time.Duration(next)
 	}
 }
 
@@ -354,13 +327,14 @@ func (e *enforcer) run() {
 func (e *enforcer) sample(et *etask, now time.Time, buf []byte) {
 	et.dRun, et.dWait = 0, 0
 	if et.fd < 0 {
-		fd, err := unix.Open("/proc/"+strconv.Itoa(et.tid)+"/schedstat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(proc.Path("", et.tid, "schedstat"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return
 		}
 		// The TID may have been reused since the task was added: the fd
-		// is only good if the task is still the one with this start.
-		if start, err := startTime(et.tid); err != nil || (et.start != 0 && !proc.SameStart(et.start, start)) {
+		// is only good if the task is still the one with this start (the
+		// recorded start may be a fork event's, late).
+		if seen, err := proc.ReadStat("", et.tid); err != nil || (et.start != 0 && !proc.SameStart(et.start, seen.Start)) {
 			unix.Close(fd)
 			return
 		}
@@ -373,7 +347,7 @@ func (e *enforcer) sample(et *etask, now time.Time, buf []byte) {
 	if et.maskAt.IsZero() || now.Sub(et.maskAt) > maskEvery {
 		var set unix.CPUSet
 		if getaffinity(et.tid, &set) == nil {
-			et.mask = Mask{}
+			et.mask = sched.Mask{}
 			for i := range set {
 				if i < len(et.mask) {
 					et.mask[i] = uint64(set[i])
@@ -386,10 +360,11 @@ func (e *enforcer) sample(et *etask, now time.Time, buf []byte) {
 	if err != nil || n <= 0 {
 		return // it exited: the Exit hook will remove it
 	}
-	run, wait, ok := parseSchedstat(buf[:n])
-	if !ok {
+	ss, err := proc.ParseSchedstat(buf[:n])
+	if err != nil {
 		return
 	}
+	run, wait := ss.Run, ss.Wait
 	if et.primed {
 		et.dRun, et.dWait = max(0, run-et.run), max(0, wait-et.wait)
 		// /proc accounts a wait only once it ends: a task that neither
@@ -406,21 +381,20 @@ func (e *enforcer) sample(et *etask, now time.Time, buf []byte) {
 // /proc/TID/stat).
 func (e *enforcer) stateR(et *etask, buf []byte) bool {
 	if et.statFd < 0 {
-		fd, err := unix.Open("/proc/"+strconv.Itoa(et.tid)+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(proc.Path("", et.tid, "stat"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return false
 		}
 		et.statFd = fd
 	}
-	// "PID (comm) S ...": the state follows the last ')', which is within
-	// the first 128 bytes (comm is at most 16 bytes long).
+	// "PID (comm) S ...": the state is within the first 128 bytes (comm
+	// is at most 16 bytes long).
 	n, err := pread(et.statFd, buf)
 	if err != nil || n <= 0 {
 		return false
 	}
-	b := buf[:n]
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] == 'R'
+	state, ok := proc.StateOf(buf[:n])
+	return ok && state == 'R'
 }
 
 func (et *etask) closeFds() {
@@ -432,100 +406,4 @@ func (et *etask) closeFds() {
 		unix.Close(et.statFd)
 		et.statFd = -1
 	}
-}
-
-// parseSchedstat parses "run_ns wait_ns timeslices\n" without allocating:
-// it runs for every task at every tick.
-func parseSchedstat(b []byte) (run, wait int64, ok bool) {
-	var v [2]int64
-	i := 0
-	for k := range v {
-		for i < len(b) && b[i] == ' ' {
-			i++
-		}
-		start := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			v[k] = v[k]*10 + int64(b[i]-'0')
-			i++
-		}
-		if i == start {
-			return 0, 0, false
-		}
-	}
-	return v[0], v[1], true
-}
-
-// startTime is field 22 of /proc/TID/stat.
-func startTime(tid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, os.ErrInvalid
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, os.ErrInvalid
-	}
-	return strconv.ParseUint(f[22-3], 10, 64)
-}
-
-// onlineCPUs reads /sys/devices/system/cpu/online ("0-3,6").
-func onlineCPUs() Mask {
-	b, err := os.ReadFile("/sys/devices/system/cpu/online")
-	m, ok := parseCPUList(strings.TrimSpace(string(b)))
-	if err != nil || !ok || m.empty() {
-		m = Mask{}
-		for i := 0; i < max(1, runtime.NumCPU()); i++ {
-			m.Set(i)
-		}
-	}
-	return m
-}
-
-func parseCPUList(s string) (Mask, bool) {
-	var m Mask
-	if s == "" {
-		return m, false
-	}
-	for _, part := range strings.Split(s, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil {
-			return m, false
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return m, false
-			}
-		}
-		for c := a; c <= b; c++ {
-			m.Set(c)
-		}
-	}
-	return m, true
-}
-
-// pread and getaffinity are raw system calls: reading /proc and an affinity
-// never blocks, and they run for every task at every tick. Through the
-// runtime's entersyscall, a read that takes a while under load lets the
-// scheduler hand the P to another thread, a context switch that costs more
-// than the read on this machine's virtual CPUs.
-func pread(fd int, buf []byte) (int, error) {
-	n, _, e := unix.RawSyscall6(unix.SYS_PREAD64, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
-
-func getaffinity(tid int, set *unix.CPUSet) error {
-	_, _, e := unix.RawSyscall(unix.SYS_SCHED_GETAFFINITY, uintptr(tid), unsafe.Sizeof(*set), uintptr(unsafe.Pointer(set)))
-	if e != 0 {
-		return e
-	}
-	return nil
 }

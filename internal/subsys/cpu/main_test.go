@@ -1,3 +1,6 @@
+// The test binary's entry point, which doubles as a multi-threaded busy
+// helper process.
+
 package cpu
 
 import (

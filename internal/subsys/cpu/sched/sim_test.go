@@ -1,4 +1,6 @@
-package cpu
+// The simulated machine the scheduler's tests run on.
+
+package sched
 
 import (
 	"fmt"

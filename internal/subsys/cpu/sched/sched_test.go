@@ -1,8 +1,12 @@
-package cpu
+// Tests of the scheduler's decisions on simulated machines.
+
+package sched
 
 import (
 	"fmt"
 	"testing"
+
+	"github.com/containerfs/containerfs/internal/testutil"
 )
 
 func TestSharesOnOneCPU(t *testing.T) {
@@ -320,6 +324,7 @@ func spread(ts ...*simTask) float64 {
 }
 
 func TestPartialHolds(t *testing.T) {
+	testutil.Short(t) // about 4 s of simulated machines
 	tests := []struct {
 		name             string
 		ncpu             int
