@@ -5,7 +5,6 @@ package cpu
 
 import (
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +14,8 @@ import (
 	"github.com/containerfs/containerfs/internal/subsys/cpu/sched"
 	"github.com/containerfs/containerfs/internal/worker"
 	"golang.org/x/sys/unix"
+
+	"github.com/containerfs/containerfs/internal/lockrank"
 )
 
 // CONTAINERFS_CPU_DEBUG=1 logs the enforcer's counters every 100 ticks;
@@ -42,7 +43,7 @@ type enforcer struct {
 	Logf  core.Logf
 	epoch time.Time
 
-	mu      sync.Mutex
+	mu      lockrank.Mutex[lockrank.Subsys]
 	model   *sched.Sched   // guarded by mu
 	idle    bool           // run waits with no tick due; guarded by mu
 	tasks   map[int]*etask // by TID, tasks outside the root; guarded by mu
