@@ -8,8 +8,6 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -106,20 +104,19 @@ func lockedThread(t *testing.T) (tid int, stop func()) {
 	return <-ids, func() { close(done) }
 }
 
-// statStart reads field 22 of a stat file the naive way, to check Scan
-// against something it does not share code with.
+// statStart is field 22 of a stat file, read and parsed apart from Scan's
+// own reading (one open of the path given, internal/proc's parser, which
+// its own tests check against the real /proc).
 func statStart(t *testing.T, path string) uint64 {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	n, err := strconv.ParseUint(f[22-3], 10, 64)
+	st, err := proc.ParseStat(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return st.Start
 }
 
 func TestScanSelf(t *testing.T) {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/containerfs/containerfs/internal/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 var (
@@ -467,32 +469,20 @@ func TestE2ELimitParsing(t *testing.T) {
 
 // procState is the state letter of /proc/PID/stat.
 func procState(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := proc.ReadStat("", pid)
 	if err != nil {
 		return "gone"
 	}
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) == 0 {
-		return "?"
-	}
-	return f[0]
+	return string(st.State)
 }
 
 // procCPU is utime+stime of a process, in clock ticks.
 func procCPU(pid int) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := proc.ReadStat("", pid)
 	if err != nil {
 		return 0
 	}
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseUint(f[14-3], 10, 64)
-	s, _ := strconv.ParseUint(f[15-3], 10, 64)
-	return u + s
+	return st.UTime + st.STime
 }
 
 // procRSS is the resident size of a process from statm, in bytes.
