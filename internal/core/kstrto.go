@@ -142,3 +142,59 @@ func CString(data string) string {
 	}
 	return data
 }
+
+// Memparse is the kernel's memparse (lib/cmdline.c), which size files
+// (memory's and hugetlb's limit_in_bytes, through page_counter_memparse)
+// take: SimpleStrtoull, then one optional suffix K, M, G, T, P or E in
+// either case, each a power of 1024. It gives the value and what follows
+// it; the caller decides whether anything may follow.
+func Memparse(s string) (uint64, string) {
+	v, rest := SimpleStrtoull(s)
+	if rest == "" {
+		return v, rest
+	}
+	shift := 0
+	switch rest[0] | 0x20 {
+	case 'e':
+		shift = 60
+	case 'p':
+		shift = 50
+	case 't':
+		shift = 40
+	case 'g':
+		shift = 30
+	case 'm':
+		shift = 20
+	case 'k':
+		shift = 10
+	default:
+		return v, rest
+	}
+	return v << shift, rest[1:]
+}
+
+// SimpleStrtoull is the kernel's simple_strtoull(s, &end, 0), the parser
+// of memparse and of a few legacy handlers: no sign and no whitespace; "0x"
+// followed by a hex digit is hex, another leading 0 octal, else decimal.
+// Unlike the kstrto family it stops at the first character that is not a
+// digit of the base (possibly the first: then the value is 0) and wraps on
+// overflow. It gives the value and the rest of s.
+func SimpleStrtoull(s string) (uint64, string) {
+	base := uint64(10)
+	switch {
+	case len(s) > 2 && s[0] == '0' && (s[1]|0x20) == 'x' && digitValue(s[2]) < 16:
+		base, s = 16, s[2:]
+	case len(s) > 0 && s[0] == '0':
+		base = 8
+	}
+	var v uint64
+	i := 0
+	for ; i < len(s); i++ {
+		d := digitValue(s[i])
+		if d >= base {
+			break
+		}
+		v = v*base + d
+	}
+	return v, s[i:]
+}

@@ -132,3 +132,35 @@ func check(t *testing.T, fn, in string, err error, want syscall.Errno) {
 		t.Errorf("%s(%s): %v, want %v", fn, strconv.Quote(in), err, want)
 	}
 }
+
+func TestMemparse(t *testing.T) {
+	tests := []struct {
+		in, rest string
+		want     uint64
+	}{
+		{"", "", 0},
+		{"x", "x", 0}, // no digits: 0, and all of it left
+		{"4096", "", 4096},
+		{"1k", "", 1 << 10},
+		{"1K", "", 1 << 10},
+		{"2m", "", 2 << 20},
+		{"1G", "", 1 << 30},
+		{"1t", "", 1 << 40},
+		{"1P", "", 1 << 50},
+		{"1e", "", 1 << 60},
+		{"1kb", "b", 1 << 10},
+		{"0x10k", "", 16 << 10},
+		{"010", "", 8},
+		{"08", "8", 0}, // octal stops at 8
+		{"0x", "x", 0}, // "0x" needs a hex digit after it to be hex
+		{"1 ", " ", 1},
+		{"-1", "-1", 0},
+		{"18446744073709551616", "", 0}, // wraps, as simple_strtoull
+	}
+	for _, tc := range tests {
+		v, rest := Memparse(tc.in)
+		if v != tc.want || rest != tc.rest {
+			t.Errorf("Memparse(%q) = %d, %q; want %d, %q", tc.in, v, rest, tc.want, tc.rest)
+		}
+	}
+}
