@@ -23,7 +23,7 @@ func TestParseOptions(t *testing.T) {
 		want    Options
 		wantErr syscall.Errno
 	}{
-		// SPEC 1: with no subsystem, no none and no name=, all are mounted.
+		// cgroup1 parse_cgroup_root_flags: with no subsystem, no none and no name=, all are mounted.
 		{name: "empty defaults to all", opts: "", want: Options{Subsys: known}},
 		{name: "only flags defaults to all", opts: "xattr", want: Options{XAttr: true, Subsys: known}},
 		{name: "all", opts: "all", want: Options{All: true, Subsys: known}},
