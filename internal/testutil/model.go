@@ -99,3 +99,17 @@ func (m *Model) MustWrite(c *core.Container, name, data string) {
 		m.T.Fatalf("write %q to %s/%s: %v", data, c.Path(), name, err)
 	}
 }
+
+// Want checks that c's control file name reads want.
+func (m *Model) Want(c *core.Container, name, want string) {
+	m.T.Helper()
+	if got := m.Read(c, name); got != want {
+		m.T.Errorf("%s/%s: got %q, want %q", c.Path(), name, got, want)
+	}
+}
+
+// File is c's control file name; the test fails if c has none.
+func (m *Model) File(c *core.Container, name string) *core.BoundFile {
+	m.T.Helper()
+	return File(m.T, c, name)
+}

@@ -12,9 +12,6 @@ import (
 	"github.com/containerfs/containerfs/internal/testutil"
 )
 
-// fakeProcs is a core.Procs over a map.
-type fakeProcs = testutil.Procs
-
 // fakePauser records the tasks held.
 type fakePauser struct {
 	held map[int]bool
@@ -34,20 +31,19 @@ func (f *fakePauser) Forget(tid int, reason string) {
 // fixture is a registry with a memory hierarchy over a fake /proc, whose
 // sampler is run by hand and kills nothing real.
 type fixture struct {
+	*testutil.Model
 	t      *testing.T
 	s      *Subsys
-	r      *core.Registry
 	h      *core.Hierarchy
 	e      *engine // the hierarchy's, from the root's state
-	procs  fakeProcs
-	proc   string // the fake procfs
+	proc   string  // the fake procfs
 	pauser *fakePauser
 	killed []int
 	now    time.Time
 }
 
 func newFixture(t *testing.T) *fixture {
-	f := &fixture{t: t, procs: fakeProcs{}, proc: t.TempDir(), pauser: &fakePauser{held: map[int]bool{}},
+	f := &fixture{t: t, proc: t.TempDir(), pauser: &fakePauser{held: map[int]bool{}},
 		now: time.Unix(1000, 0)}
 	f.s = &Subsys{manual: true, procRoot: f.proc, Pauser: f.pauser, Logf: t.Logf,
 		clock: func() time.Time { return f.now }}
@@ -59,14 +55,11 @@ func newFixture(t *testing.T) *fixture {
 	f.writeProc("meminfo", "MemTotal: 1000 kB\nSwapTotal: 100 kB\nSwapFree: 60 kB\nAnonHugePages: 2048 kB\n")
 	f.writeProc("sys/vm/swappiness", "30\n")
 	f.writeProc("swaps", "Filename\tType\tSize\tUsed\tPriority\n")
-	f.r = core.NewRegistry(f.procs, f.s)
-	h, err := f.r.Mount("memory")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.Model = testutil.NewModel(t, f.s)
+	h := f.Mount("memory")
 	f.h = h
 	f.e = f.s.state(h.Root()).e
-	t.Cleanup(func() { f.r.Unmount(h) })
+	t.Cleanup(func() { f.Reg.Unmount(h) })
 	return f
 }
 
@@ -105,9 +98,7 @@ func (f *fixture) thread(tid, tgid int, start uint64) {
 		f.writeProc(fmt.Sprintf("%d/stat", tgid), stat)
 	}
 	f.writeProc(fmt.Sprintf("%d/task/%d/stat", tgid, tid), stat)
-	ti := core.TaskInfo{TID: tid, TGID: tgid, Start: start}
-	f.procs[tid] = ti
-	f.r.AddTask(ti)
+	f.Task(tid, tgid, start)
 }
 
 // setMem rewrites a process's statm, smaps_rollup and oom_score_adj. The
@@ -129,77 +120,34 @@ func (f *fixture) exit(tgid int) {
 	f.t.Helper()
 	f.writeProc(fmt.Sprintf("%d/statm", tgid), "0 0 0 0 0 0 0\n")
 	f.writeProc(fmt.Sprintf("%d/smaps_rollup", tgid), "")
-	for tid, ti := range f.procs {
+	for tid, ti := range f.Procs {
 		if ti.TGID == tgid {
-			f.r.Exit(tid, 0)
-			delete(f.procs, tid)
+			f.Exit(tid)
 		}
 	}
 }
 
-func (f *fixture) mkdir(parent *core.Container, name string) *core.Container {
-	f.t.Helper()
-	c, err := f.r.Mkdir(parent, name, 0o755, core.Caller{})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return c
-}
-
 func (f *fixture) attach(c *core.Container, pid int, group bool) {
 	f.t.Helper()
-	if err := f.r.Attach(c, core.Caller{}, pid, group); err != nil {
+	if err := f.Reg.Attach(c, core.Caller{}, pid, group); err != nil {
 		f.t.Fatal(err)
 	}
 }
 
 func (f *fixture) fork(parent, tid, tgid int, start uint64) {
 	f.t.Helper()
-	ti := core.TaskInfo{TID: tid, TGID: tgid, Start: start}
-	f.procs[tid] = ti
 	stat := fmt.Sprintf("%d (proc%d) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 %d 0 0\n", tid, tgid, start)
 	if tid == tgid {
 		f.writeProc(fmt.Sprintf("%d/stat", tgid), stat)
 	}
 	f.writeProc(fmt.Sprintf("%d/task/%d/stat", tgid, tid), stat)
-	if !f.r.Fork(parent, ti) {
-		f.t.Fatalf("fork %d from %d: parent unknown", tid, parent)
-	}
-}
-
-func (f *fixture) file(c *core.Container, name string) *core.BoundFile {
-	f.t.Helper()
-	return testutil.File(f.t, c, name)
-}
-
-func (f *fixture) read(c *core.Container, name string) string {
-	f.t.Helper()
-	return testutil.Read(f.t, f.r, c, name)
-}
-
-func (f *fixture) write(c *core.Container, name, data string) error {
-	f.t.Helper()
-	return testutil.Write(f.t, f.r, c, name, data)
-}
-
-func (f *fixture) mustWrite(c *core.Container, name, data string) {
-	f.t.Helper()
-	if err := f.write(c, name, data); err != nil {
-		f.t.Fatalf("write %q to %s/%s: %v", data, c.Path(), name, err)
-	}
-}
-
-func (f *fixture) want(c *core.Container, name, want string) {
-	f.t.Helper()
-	if got := f.read(c, name); got != want {
-		f.t.Errorf("%s/%s: got %q, want %q", c.Path(), name, got, want)
-	}
+	f.Fork(parent, tid, tgid, start)
 }
 
 // stat reads one key of memory.stat.
 func (f *fixture) stat(c *core.Container, key string) int64 {
 	f.t.Helper()
-	for _, line := range strings.Split(f.read(c, "memory.stat"), "\n") {
+	for _, line := range strings.Split(f.Read(c, "memory.stat"), "\n") {
 		k, v, ok := strings.Cut(line, " ")
 		if ok && k == key {
 			var n int64

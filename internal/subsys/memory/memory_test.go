@@ -26,13 +26,13 @@ func TestFilesRoot(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("root files: got %v, want %v", names, want)
 	}
-	if got := f.file(root, "memory.force_empty").Perm(); got != 0o200 {
+	if got := f.File(root, "memory.force_empty").Perm(); got != 0o200 {
 		t.Errorf("force_empty mode: got %o, want 200 (write-only)", got)
 	}
-	f.want(root, "memory.limit_in_bytes", "9223372036854771712\n")
-	f.want(root, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
-	f.want(root, "memory.swappiness", "30\n")
-	f.want(root, "memory.use_hierarchy", "1\n")
+	f.Want(root, "memory.limit_in_bytes", "9223372036854771712\n")
+	f.Want(root, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
+	f.Want(root, "memory.swappiness", "30\n")
+	f.Want(root, "memory.use_hierarchy", "1\n")
 
 	tests := []struct {
 		file, data string
@@ -57,12 +57,12 @@ func TestFilesRoot(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.file+"="+tc.data, func(t *testing.T) {
-			err := f.write(root, tc.file, tc.data)
+			err := f.Write(root, tc.file, tc.data)
 			if !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {
 				t.Fatalf("write %q to root's %s: got %v, want %v", tc.data, tc.file, err, tc.err)
 			}
 			if tc.read != "" {
-				f.want(root, tc.file, tc.read)
+				f.Want(root, tc.file, tc.read)
 			}
 		})
 	}
@@ -70,15 +70,15 @@ func TestFilesRoot(t *testing.T) {
 
 func TestFilesChild(t *testing.T) {
 	f := newFixture(t)
-	a := f.mkdir(f.h.Root(), "a")
-	f.want(a, "memory.limit_in_bytes", "9223372036854771712\n")
-	f.want(a, "memory.soft_limit_in_bytes", "9223372036854771712\n")
-	f.want(a, "memory.usage_in_bytes", "0\n")
-	f.want(a, "memory.max_usage_in_bytes", "0\n")
-	f.want(a, "memory.failcnt", "0\n")
-	f.want(a, "memory.swappiness", "30\n") // the root's, vm.swappiness
-	f.want(a, "memory.move_charge_at_immigrate", "0\n")
-	f.want(a, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
+	a := f.Mkdir(f.h.Root(), "a")
+	f.Want(a, "memory.limit_in_bytes", "9223372036854771712\n")
+	f.Want(a, "memory.soft_limit_in_bytes", "9223372036854771712\n")
+	f.Want(a, "memory.usage_in_bytes", "0\n")
+	f.Want(a, "memory.max_usage_in_bytes", "0\n")
+	f.Want(a, "memory.failcnt", "0\n")
+	f.Want(a, "memory.swappiness", "30\n") // the root's, vm.swappiness
+	f.Want(a, "memory.move_charge_at_immigrate", "0\n")
+	f.Want(a, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
 
 	tests := []struct {
 		file, data string
@@ -123,30 +123,30 @@ func TestFilesChild(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.file+"="+tc.data, func(t *testing.T) {
-			err := f.write(a, tc.file, tc.data)
+			err := f.Write(a, tc.file, tc.data)
 			if !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {
 				t.Fatalf("write %q to %s: got %v, want %v", tc.data, tc.file, err, tc.err)
 			}
 			if tc.read != "" {
-				f.want(a, tc.file, tc.read)
+				f.Want(a, tc.file, tc.read)
 			}
 		})
 	}
 
 	// A child inherits swappiness and oom_kill_disable (mem_cgroup_css_alloc).
-	f.mustWrite(a, "memory.swappiness", "7")
-	f.mustWrite(a, "memory.oom_control", "1")
-	b := f.mkdir(a, "b")
-	f.want(b, "memory.swappiness", "7\n")
-	f.want(b, "memory.oom_control", "oom_kill_disable 1\nunder_oom 0\noom_kill 0\n")
+	f.MustWrite(a, "memory.swappiness", "7")
+	f.MustWrite(a, "memory.oom_control", "1")
+	b := f.Mkdir(a, "b")
+	f.Want(b, "memory.swappiness", "7\n")
+	f.Want(b, "memory.oom_control", "oom_kill_disable 1\nunder_oom 0\noom_kill 0\n")
 }
 
 func TestUsageAndStat(t *testing.T) {
 	f := newFixture(t)
 	root := f.h.Root()
-	p := f.mkdir(root, "p")
-	a := f.mkdir(p, "a")
-	b := f.mkdir(p, "b")
+	p := f.Mkdir(root, "p")
+	a := f.Mkdir(p, "a")
+	b := f.Mkdir(p, "b")
 	// 100 maps 4 MiB of file pages shared with others: its Pss counts
 	// only its share of them (2 MiB), as Pss splits a page among its users.
 	f.process(100, 50, mem{rss: 30, shared: 4, pss: 20, anon: 18})
@@ -157,9 +157,9 @@ func TestUsageAndStat(t *testing.T) {
 	f.attach(p, 300, true)
 	f.tick(true)
 
-	f.want(a, "memory.usage_in_bytes", strconv.Itoa(20*mib)+"\n")
-	f.want(b, "memory.usage_in_bytes", strconv.Itoa(50*mib)+"\n")
-	f.want(p, "memory.usage_in_bytes", strconv.Itoa(80*mib)+"\n") // hierarchical
+	f.Want(a, "memory.usage_in_bytes", strconv.Itoa(20*mib)+"\n")
+	f.Want(b, "memory.usage_in_bytes", strconv.Itoa(50*mib)+"\n")
+	f.Want(p, "memory.usage_in_bytes", strconv.Itoa(80*mib)+"\n") // hierarchical
 	for _, tc := range []struct {
 		c    string
 		key  string
@@ -179,7 +179,7 @@ func TestUsageAndStat(t *testing.T) {
 	}
 
 	// The root's figures are the machine's (fake /proc/vmstat).
-	f.want(root, "memory.usage_in_bytes", strconv.Itoa(1500*4096)+"\n")
+	f.Want(root, "memory.usage_in_bytes", strconv.Itoa(1500*4096)+"\n")
 	if got, want := f.stat(root, "total_cache"), int64(1000*4096); got != want {
 		t.Errorf("root total_cache: got %d, want %d", got, want)
 	}
@@ -206,16 +206,16 @@ func TestUsageAndStat(t *testing.T) {
 	// max_usage_in_bytes keeps the peak; a write resets it to the usage.
 	f.setMem(200, mem{rss: 10, pss: 10, anon: 10})
 	f.tick(true)
-	f.want(b, "memory.usage_in_bytes", strconv.Itoa(10*mib)+"\n")
-	f.want(b, "memory.max_usage_in_bytes", strconv.Itoa(50*mib)+"\n")
-	f.mustWrite(b, "memory.max_usage_in_bytes", "0")
-	f.want(b, "memory.max_usage_in_bytes", strconv.Itoa(10*mib)+"\n")
+	f.Want(b, "memory.usage_in_bytes", strconv.Itoa(10*mib)+"\n")
+	f.Want(b, "memory.max_usage_in_bytes", strconv.Itoa(50*mib)+"\n")
+	f.MustWrite(b, "memory.max_usage_in_bytes", "0")
+	f.Want(b, "memory.max_usage_in_bytes", strconv.Itoa(10*mib)+"\n")
 
 	// A removed child's faults stay in its parent's total_.
 	f.exit(100)
 	f.tick(true)
 	f.exit(200)
-	if err := f.r.Rmdir(p, "b", core.Caller{}); err != nil {
+	if err := f.Reg.Rmdir(p, "b", core.Caller{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := f.stat(p, "total_pgfault"), int64(7); got != want {
