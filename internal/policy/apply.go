@@ -14,6 +14,8 @@ import (
 	"syscall"
 
 	"github.com/containerfs/containerfs/internal/core"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // ApplyOptions are what Apply needs from its caller.
@@ -261,48 +263,14 @@ func owners(o *Owner, users Users) (uid, gid uint32, err error) {
 // isOwnMount tells whether dir is a mount point of a fuse.container
 // filesystem.
 func isOwnMount(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := proc.ReadMountInfo("")
 	if err != nil {
 		return false
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		// id parent maj:min root mountpoint opts ... - fstype source super
-		f := strings.Fields(line)
-		sep := slices.Index(f, "-")
-		if len(f) < 5 || sep < 0 || sep+1 >= len(f) {
-			continue
-		}
-		if f[sep+1] == "fuse.container" && unescapeOctal(f[4]) == dir {
+	for _, m := range ms {
+		if m.FSType == "fuse.container" && m.Point == dir {
 			return true
 		}
 	}
 	return false
-}
-
-// unescapeOctal undoes mountinfo's \040-style escapes.
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			v := 0
-			ok := true
-			for _, c := range s[i+1 : i+4] {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				v = v*8 + int(c-'0')
-			}
-			if ok {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -176,3 +176,31 @@ func TestAtoi(t *testing.T) {
 		}
 	}
 }
+
+func TestParseMountInfo(t *testing.T) {
+	in := "36 35 98:0 /mnt1 /mnt\\040two rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n" +
+		"40 36 0:50 / /c/cpu rw,nosuid,nodev,relatime - fuse.container cpu rw,user_id=0\n"
+	ms, err := ParseMountInfo(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Mount{
+		{ID: 36, Parent: 35, Root: "/mnt1", Point: "/mnt two", Options: "rw,noatime", FSType: "ext3", Source: "/dev/root", Super: "rw,errors=continue"},
+		{ID: 40, Parent: 36, Root: "/", Point: "/c/cpu", Options: "rw,nosuid,nodev,relatime", FSType: "fuse.container", Source: "cpu", Super: "rw,user_id=0"},
+	}
+	if len(ms) != 2 || ms[0] != want[0] || ms[1] != want[1] {
+		t.Errorf("ParseMountInfo:\n got %+v\nwant %+v", ms, want)
+	}
+	if _, err := ParseMountInfo("1 2 3\n"); !errors.Is(err, ErrMalformed) {
+		t.Errorf("short line: %v", err)
+	}
+	for in, want := range map[string]string{`a\040b`: "a b", `a\134b`: `a\b`, `a\04`: `a\04`, `a\089`: `a\089`, `\011\012`: "\t\n"} {
+		if got := Unescape(in); got != want {
+			t.Errorf("Unescape(%q) = %q, want %q", in, got, want)
+		}
+	}
+	own, err := ReadMountInfo("")
+	if err != nil || len(own) == 0 {
+		t.Fatalf("own mountinfo: %d mounts, %v", len(own), err)
+	}
+}
