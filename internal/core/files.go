@@ -104,6 +104,13 @@ func ParsePID(data string) (int, error) {
 	return int(v), nil
 }
 
+func (f *File) maxWrite() int {
+	if f.MaxWrite > 0 {
+		return f.MaxWrite
+	}
+	return MaxWrite
+}
+
 // ReadFile formats control file f of container c.
 func (r *Registry) ReadFile(c *Container, f *BoundFile) (string, error) {
 	if !f.Readable() {
@@ -124,15 +131,16 @@ func (r *Registry) ReadFile(c *Container, f *BoundFile) (string, error) {
 }
 
 // WriteFile hands one write(2) to control file f of container c, as the
-// kernel's kernfs and cgroup_file_write do: E2BIG beyond MaxWrite, nothing
+// kernel's kernfs and cgroup_file_write do: E2BIG beyond the file's
+// MaxWrite, nothing
 // done for an empty write, the data cut at a NUL, numbers parsed for the
 // typed handlers. Nothing is changed when it fails.
 func (r *Registry) WriteFile(c *Container, f *BoundFile, who Caller, data string) error {
 	if !f.Writable() {
 		return fmt.Errorf("%s is read-only: %w", f.Name, syscall.EINVAL)
 	}
-	if len(data) > MaxWrite {
-		return fmt.Errorf("%s: a write of %d bytes, at most %d: %w", f.Name, len(data), MaxWrite, syscall.E2BIG)
+	if max := f.maxWrite(); len(data) > max {
+		return fmt.Errorf("%s: a write of %d bytes, at most %d: %w", f.Name, len(data), max, syscall.E2BIG)
 	}
 	if len(data) == 0 {
 		return nil // write(2) of nothing never reaches a kernel handler

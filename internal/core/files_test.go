@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"syscall"
@@ -353,5 +354,25 @@ func TestEmptyWrite(t *testing.T) {
 	}
 	if got := mustRead(t, r, c, "notify_on_release"); got != "1\n" {
 		t.Errorf("notify_on_release after an empty write: %q, want 1", got)
+	}
+}
+
+// A file may raise its max_write_len, as cpuset's lists do; the default is
+// a page.
+func TestFileMaxWrite(t *testing.T) {
+	long := strings.Repeat("0", 5000)
+	f := File{Name: "x", Write: func(*Container, Caller, string) error { return nil }}
+	bf := &BoundFile{Name: "x", File: &f}
+	r := NewRegistry(newProcs(), newFake("s", &callLog{}))
+	h := mustMount(t, r, "s")
+	if err := r.WriteFile(h.Root(), bf, rootCaller, long); !errors.Is(err, syscall.E2BIG) {
+		t.Errorf("5000 bytes to a default file: %v, want E2BIG", err)
+	}
+	f.MaxWrite = 6244
+	if err := r.WriteFile(h.Root(), bf, rootCaller, long); err != nil {
+		t.Errorf("5000 bytes to a file of max_write_len 6244: %v", err)
+	}
+	if err := r.WriteFile(h.Root(), bf, rootCaller, long+strings.Repeat("0", 1245)); !errors.Is(err, syscall.E2BIG) {
+		t.Errorf("6245 bytes to a file of max_write_len 6244: %v, want E2BIG", err)
 	}
 }

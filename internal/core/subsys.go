@@ -150,6 +150,11 @@ type File struct {
 	// Mode is the permission bits; zero derives them as the kernel does:
 	// 0644 readable and writable, 0444 read-only, 0200 write-only.
 	Mode uint32
+	// MaxWrite is the cftype's max_write_len: the longest write taken, a
+	// longer one failing whole with E2BIG. Zero is the kernel's default,
+	// MaxWrite (a page); cpuset's lists set their own (100 + 6 * NR_CPUS
+	// or MAX_NUMNODES bytes).
+	MaxWrite int
 
 	// Read formats the file's content.
 	Read func(c *Container) (string, error)

@@ -46,6 +46,12 @@ const (
 	spreadSlab
 )
 
+// listWriteMax is the longest write to cpus or mems the core hands to
+// writeList: 100 + 6 * 8192, the bound for the largest NR_CPUS and
+// MAX_NUMNODES (CONFIG_NODES_SHIFT 10 gives 1024 nodes; NR_CPUS is at most
+// 8192).
+const listWriteMax = 100 + 6*8192
+
 // maxRelaxLevel bounds sched_relax_domain_level. The kernel allows
 // sched_domain_level_max+1, which depends on the topology and is not
 // visible from userspace; 5 is the highest level cpusets.rst documents
@@ -204,8 +210,11 @@ func (s *Subsys) Exit(c *core.Container, t *core.Task) {
 // Files implements core.Subsys: cgroup v1's cpuset1_files, in its order.
 func (s *Subsys) Files() []core.File {
 	return []core.File{
-		{Name: "cpus", Read: s.readList(false), Write: s.writeList(false)},
-		{Name: "mems", Read: s.readList(true), Write: s.writeList(true)},
+		// Their max_write_len depends on the machine (100 + 6 * NR_CPUS or
+		// MAX_NUMNODES): the core lets up to listWriteMax through and
+		// writeList answers E2BIG beyond the machine's bound.
+		{Name: "cpus", MaxWrite: listWriteMax, Read: s.readList(false), Write: s.writeList(false)},
+		{Name: "mems", MaxWrite: listWriteMax, Read: s.readList(true), Write: s.writeList(true)},
 		{Name: "effective_cpus", Read: s.readList(false)},
 		{Name: "effective_mems", Read: s.readList(true)},
 		s.flagFile("cpu_exclusive", cpuExclusive),
