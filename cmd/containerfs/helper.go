@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/containerfs/containerfs/internal/daemon"
@@ -74,13 +75,17 @@ func mountHelper(args []string) int {
 		dir = abs
 	}
 	var ours []string
+	readOnly := false // mount(8) passes -o ro or -o rw; the last one holds
 	for _, o := range strings.Split(strings.Join(opts, ","), ",") {
-		if o != "" && !vfsOptions[o] && !strings.HasPrefix(o, "x-") && !strings.HasPrefix(o, "comment=") {
+		switch {
+		case o == "ro" || o == "rw":
+			readOnly = o == "ro"
+		case o != "" && !vfsOptions[o] && !strings.HasPrefix(o, "x-") && !strings.HasPrefix(o, "comment="):
 			ours = append(ours, o)
 		}
 	}
-	if os.Geteuid() != 0 {
-		fmt.Fprintf(os.Stderr, "mount.container: %s: must be superuser to mount\n", dir)
+	if err := superuser(); err != nil {
+		fmt.Fprintf(os.Stderr, "mount.container: %s: must be superuser to mount: %v\n", dir, err)
 		return exitUsage
 	}
 	if fake {
@@ -97,7 +102,7 @@ func mountHelper(args []string) int {
 		}
 	}
 	rep, err := daemon.Call(socket, daemon.Request{
-		Op: "mount", Source: source, Dir: dir, Options: strings.Join(ours, ","),
+		Op: "mount", Source: source, Dir: dir, Options: strings.Join(ours, ","), ReadOnly: readOnly,
 	}, 30*time.Second)
 	if err == nil {
 		err = rep.Err()
@@ -110,6 +115,25 @@ func mountHelper(args []string) int {
 		fmt.Fprintf(os.Stderr, "mount.container: %s mounted on %s\n", source, dir)
 	}
 	return exitOK
+}
+
+// superuser is nil for root in the initial user namespace, who alone may
+// mount (the kernel asks for CAP_SYS_ADMIN there) and start a daemon. Root
+// of another user namespace (unshare -Ur) is not: its uid_map is not the
+// initial namespace's identity map.
+func superuser() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("euid %d: %w", os.Geteuid(), syscall.EPERM)
+	}
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return fmt.Errorf("user namespace: %w", err)
+	}
+	if f := strings.Fields(string(b)); len(f) != 3 || f[0] != "0" || f[1] != "0" || f[2] != "4294967295" {
+		return fmt.Errorf("root of a user namespace other than the initial one (uid_map %q): %w",
+			strings.TrimSpace(string(b)), syscall.EPERM)
+	}
+	return nil
 }
 
 func usage() int {

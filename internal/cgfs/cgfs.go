@@ -22,6 +22,10 @@ type Mount struct {
 	Dir    string
 	Source string
 	H      *core.Hierarchy
+	// ReadOnly is mount -o ro: the kernel's VFS answers EROFS to every
+	// write through this mount (a second, rw, mount of the hierarchy stays
+	// writable, as ro is per mount in the kernel too).
+	ReadOnly bool
 
 	reg    *core.Registry
 	server *fuse.Server
@@ -39,6 +43,8 @@ type Options struct {
 	Debug bool
 	// OnUnmount runs once the mount is gone, whoever unmounted it.
 	OnUnmount func(*Mount)
+	// ReadOnly mounts with MS_RDONLY (mount -o ro).
+	ReadOnly bool
 }
 
 var entryTimeout = time.Second
@@ -48,7 +54,7 @@ var entryTimeout = time.Second
 // it with Registry.Unmount when it goes away.
 func Serve(reg *core.Registry, h *core.Hierarchy, dir, source string, opts Options) (*Mount, error) {
 	m := &Mount{
-		Dir: dir, Source: source, H: h, reg: reg, born: time.Now(),
+		Dir: dir, Source: source, H: h, ReadOnly: opts.ReadOnly, reg: reg, born: time.Now(),
 		done:  make(chan struct{}),
 		dirs:  map[uint64]*dirNode{},
 		queue: make(chan core.Change, 1024),
@@ -68,6 +74,12 @@ func Serve(reg *core.Registry, h *core.Hierarchy, dir, source string, opts Optio
 		EntryTimeout:    &entryTimeout,
 		AttrTimeout:     &entryTimeout,
 		NegativeTimeout: &neg,
+	}
+	if opts.ReadOnly {
+		// MS_RDONLY on the mount itself, so that the kernel answers EROFS
+		// before any request reaches us and /proc/mounts shows "ro". These
+		// flags replace go-fuse's defaults, which are the first two.
+		fopts.MountOptions.DirectMountFlags = syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY
 	}
 	cancel := h.Watch(m.changed)
 	server, err := fs.Mount(dir, root, fopts)
@@ -148,6 +160,15 @@ func caller(ctx context.Context, m *Mount) core.Caller {
 		who.PID, who.UID, who.GID = int(c.Pid), c.Uid, c.Gid
 	}
 	return who
+}
+
+// writable answers EROFS on a read-only mount. The kernel refuses such
+// requests before they reach us; this holds if one ever does.
+func (m *Mount) writable() syscall.Errno {
+	if m.ReadOnly {
+		return syscall.EROFS
+	}
+	return 0
 }
 
 // errno maps a model error to the reply.

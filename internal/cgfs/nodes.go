@@ -1,3 +1,6 @@
+// The nodes of a mount: a container's directory and its control files,
+// and an open control file's handle.
+
 package cgfs
 
 import (
@@ -91,6 +94,9 @@ func (d *dirNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 }
 
 func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if e := d.m.writable(); e != 0 {
+		return nil, e
+	}
 	c, err := d.m.reg.Mkdir(d.c, name, mode, caller(ctx, d.m))
 	if err != nil {
 		return nil, errno(err)
@@ -99,10 +105,16 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 }
 
 func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if e := d.m.writable(); e != 0 {
+		return e
+	}
 	return errno(d.m.reg.Rmdir(d.c, name, caller(ctx, d.m)))
 }
 
 func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if e := d.m.writable(); e != 0 {
+		return e
+	}
 	if flags != 0 {
 		return syscall.EINVAL
 	}
@@ -142,6 +154,9 @@ func (d *dirNode) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOu
 }
 
 func (d *dirNode) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if e := d.m.writable(); e != 0 {
+		return e
+	}
 	a, err := d.c.SetAttr(nil, setMode(in), setUID(in), setGID(in))
 	if err != nil {
 		return errno(err)
@@ -199,6 +214,9 @@ func (n *fileNode) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrO
 // Setattr changes mode and owner; a truncation (O_TRUNC, as a shell's ">"
 // asks for) is accepted and ignored, as cgroupfs does.
 func (n *fileNode) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if e := n.m.writable(); e != 0 {
+		return e
+	}
 	a, err := n.c.SetAttr(n.f, setMode(in), setUID(in), setGID(in))
 	if err != nil {
 		return errno(err)
@@ -218,6 +236,11 @@ func (n *fileNode) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAtt
 // (since the CVE-2021-4197 fix), so that a descriptor handed to a more
 // privileged process writes with no more right than its opener had.
 func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		if e := n.m.writable(); e != 0 {
+			return nil, 0, e
+		}
+	}
 	return &handle{n: n, opener: caller(ctx, n.m)}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
 }
 

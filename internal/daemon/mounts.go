@@ -36,6 +36,12 @@ func (d *Daemon) mountDirs(h *core.Hierarchy) []string {
 
 // Mount mounts the hierarchy that opts stand for at dir.
 func (d *Daemon) Mount(source, dir, opts string) error {
+	return d.MountFlags(source, dir, opts, false)
+}
+
+// MountFlags is Mount with mount(8)'s generic flags: readOnly is -o ro,
+// which holds for this mount only, as in the kernel.
+func (d *Daemon) MountFlags(source, dir, opts string, readOnly bool) error {
 	dir = filepath.Clean(dir)
 	if fi, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("mount point %s: %w", dir, err)
@@ -54,7 +60,8 @@ func (d *Daemon) Mount(source, dir, opts string) error {
 		return err
 	}
 	m, err := cgfs.Serve(d.Reg, h, dir, source, cgfs.Options{
-		Debug: d.cfg.Debug,
+		Debug:    d.cfg.Debug,
+		ReadOnly: readOnly,
 		OnUnmount: func(m *cgfs.Mount) {
 			d.mu.Lock()
 			defer d.mu.Unlock()
@@ -71,7 +78,11 @@ func (d *Daemon) Mount(source, dir, opts string) error {
 		return err
 	}
 	d.mounts[dir] = append(d.mounts[dir], m)
-	d.cfg.Logf.Printf("mounted hierarchy %d (%s) at %s", h.ID(), h.Options(), dir)
+	mode := "rw"
+	if readOnly {
+		mode = "ro"
+	}
+	d.cfg.Logf.Printf("mounted hierarchy %d (%s) at %s, %s", h.ID(), h.Options(), dir, mode)
 	return nil
 }
 

@@ -35,6 +35,8 @@ type Request struct {
 	Dir     string `json:"dir,omitempty"`
 	Options string `json:"options,omitempty"`
 	PID     int    `json:"pid,omitempty"`
+	// ReadOnly is mount(8)'s -o ro, for mount.
+	ReadOnly bool `json:"read_only,omitempty"`
 
 	// Policy: classify, exec, sticky, explain, snapshot, reload.
 	PIDs    []int    `json:"pids,omitempty"`    // classify, sticky
@@ -52,7 +54,10 @@ type Request struct {
 	NoHeaders   bool     `json:"no_headers,omitempty"`  // cgget -n
 	ValuesOnly  bool     `json:"values_only,omitempty"` // cgget -v
 
-	peer int // the caller's PID, from SO_PEERCRED; never sent
+	// The caller, from SO_PEERCRED: its PID, effective uid and gid. Never
+	// sent; zero (root) for a request made in process through Do.
+	peer     int
+	uid, gid uint32
 }
 
 // Reply answers a Request.
@@ -100,12 +105,15 @@ func Call(socket string, req Request, timeout time.Duration) (Reply, error) {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(timeout))
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return Reply{}, fmt.Errorf("containerfs daemon at %s: %w", socket, err)
-	}
+	// A daemon that refused the request may have answered and closed
+	// before it was all written: its reply, not the write's EPIPE, says why.
+	werr := json.NewEncoder(conn).Encode(req)
 	var rep Reply
 	if err := json.NewDecoder(conn).Decode(&rep); err != nil {
-		return Reply{}, fmt.Errorf("containerfs daemon at %s: reply: %w", socket, err)
+		if werr != nil {
+			err = werr
+		}
+		return Reply{}, fmt.Errorf("containerfs daemon at %s: %w", socket, err)
 	}
 	return rep, nil
 }

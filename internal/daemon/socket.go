@@ -1,5 +1,6 @@
-// The control socket: who may ask (root only, known by its peer
-// credentials) and what each request does.
+// The control socket: who may ask what (known by the peer credentials the
+// kernel gives, SO_PEERCRED, never by what a client says) and what each
+// request does.
 
 package daemon
 
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/containerfs/containerfs/internal/policy"
 	"github.com/containerfs/containerfs/internal/prio"
@@ -28,7 +30,9 @@ func (d *Daemon) listen() error {
 		return fmt.Errorf("a containerfs daemon already answers on %s", sock)
 	}
 	os.Remove(sock)
-	old := syscall.Umask(0o177)
+	// Every user may connect, as every user may read /proc/PID/cgroup,
+	// /proc/cgroups and a hierarchy's files: authorize judges each request.
+	old := syscall.Umask(0o111)
 	ln, err := net.Listen("unix", sock)
 	syscall.Umask(old)
 	if err != nil {
@@ -58,17 +62,27 @@ func (d *Daemon) Serve() error {
 func (d *Daemon) handle(conn *net.UnixConn) {
 	defer conn.Close()
 	enc := json.NewEncoder(conn)
-	cred, err := peerCred(conn)
-	if err != nil || cred.Uid != 0 {
-		enc.Encode(Reply{Error: "permission denied: the control socket is root's", Errno: int(syscall.EPERM)})
-		return
-	}
+	// Read the request before answering, a refusal included: a client
+	// still writing it would otherwise see EPIPE ("broken pipe") instead
+	// of the reply.
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var req Request
-	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&req); err != nil {
-		enc.Encode(Reply{Error: "bad request: " + err.Error(), Errno: int(syscall.EINVAL)})
+	decErr := json.NewDecoder(bufio.NewReader(conn)).Decode(&req)
+	conn.SetReadDeadline(time.Time{})
+	cred, err := peerCred(conn)
+	if err != nil {
+		enc.Encode(Reply{Error: "permission denied: no peer credentials: " + err.Error(), Errno: int(syscall.EPERM)})
 		return
 	}
-	req.peer = int(cred.Pid)
+	if decErr != nil {
+		enc.Encode(Reply{Error: "bad request: " + decErr.Error(), Errno: int(syscall.EINVAL)})
+		return
+	}
+	req.peer, req.uid, req.gid = int(cred.Pid), cred.Uid, cred.Gid
+	if err := authorize(req); err != nil {
+		enc.Encode(replyErr(err))
+		return
+	}
 	switch req.Op {
 	case "snapshot", "lscgroup", "cgget":
 		// Walks of the whole model, as long as it is big: not real-time.
@@ -97,7 +111,7 @@ func (d *Daemon) Do(req Request) Reply {
 	case "ping":
 		return Reply{PID: os.Getpid()}
 	case "mount":
-		if err := d.Mount(req.Source, req.Dir, req.Options); err != nil {
+		if err := d.MountFlags(req.Source, req.Dir, req.Options, req.ReadOnly); err != nil {
 			return replyErr(err)
 		}
 		return Reply{}
@@ -117,7 +131,11 @@ func (d *Daemon) Do(req Request) Reply {
 	case "explain":
 		return Reply{Lines: lines(d.Policy.Explain(req.PID))}
 	case "classify", "exec", "sticky":
-		if err := d.place(req); err != nil {
+		place := d.place
+		if req.uid != 0 {
+			place = d.userPlace
+		}
+		if err := place(req); err != nil {
 			return replyErr(err)
 		}
 		return Reply{}
