@@ -8,8 +8,6 @@ package daemon
 import (
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"syscall"
 
 	"github.com/containerfs/containerfs/internal/core"
@@ -56,7 +54,7 @@ func (d *Daemon) userPlace(req Request) error {
 	who := core.Caller{PID: req.peer, UID: req.uid, GID: req.gid, Origin: core.ByUser}
 	var dsts []*core.Container
 	for _, p := range spec {
-		hs, err := hierarchiesFor(d.Reg.Hierarchies(), p.Controllers)
+		hs, err := policy.Resolve(d.Reg, p)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
@@ -88,33 +86,6 @@ func (d *Daemon) userPlace(req Request) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// hierarchiesFor finds the hierarchies of a -g's controllers (names,
-// "name=X", or "*" for all); all must exist.
-func hierarchiesFor(hs []*core.Hierarchy, ctrls []string) ([]*core.Hierarchy, error) {
-	if len(ctrls) == 1 && ctrls[0] == "*" {
-		return hs, nil
-	}
-	var found []*core.Hierarchy
-	var missing []string
-	for _, c := range ctrls {
-		i := slices.IndexFunc(hs, func(h *core.Hierarchy) bool {
-			if name, ok := strings.CutPrefix(c, "name="); ok {
-				return h.Options().Name == name
-			}
-			return slices.Contains(h.Subsystems(), c)
-		})
-		if i < 0 {
-			missing = append(missing, c)
-		} else if !slices.Contains(found, hs[i]) {
-			found = append(found, hs[i])
-		}
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("controller %s is not mounted: %w", strings.Join(missing, ", "), syscall.ENOENT)
-	}
-	return found, nil
 }
 
 // mayWrite is the VFS's check for opening c's file name for writing

@@ -9,13 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/containerfs/containerfs/internal/cgfs"
 	"github.com/containerfs/containerfs/internal/core"
 	"golang.org/x/sys/unix"
+
+	"github.com/containerfs/containerfs/internal/proc"
 )
 
 // mountDirs lists where h is mounted, for snapshots.
@@ -115,38 +116,18 @@ func removeStaleMounts(logf core.Logf) {
 	}
 }
 
-// ownMounts lists the mount points of type fuse.container in /proc/self/mounts.
+// ownMounts lists the mount points of type fuse.container in
+// /proc/self/mountinfo.
 func ownMounts() []string {
-	b, err := os.ReadFile("/proc/self/mounts")
+	ms, err := proc.ReadMountInfo("")
 	if err != nil {
 		return nil
 	}
 	var dirs []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 3 && f[2] == "fuse."+cgfs.FSType {
-			dirs = append(dirs, unescapeMount(f[1]))
+	for _, m := range ms {
+		if m.FSType == "fuse."+cgfs.FSType {
+			dirs = append(dirs, m.Point)
 		}
 	}
 	return dirs
-}
-
-// unescapeMount undoes /proc/mounts' octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%3o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

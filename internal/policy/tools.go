@@ -20,8 +20,9 @@ import (
 // cgcreate, cgdelete, cgset, cgget and lscgroup, with their options and
 // output formats.
 
-// resolve finds the hierarchies of p's controllers; all must exist.
-func resolve(reg *core.Registry, p Placement) ([]*core.Hierarchy, error) {
+// Resolve finds the hierarchies of p's controllers ("*" for all, "name=x"
+// for a named one); all must exist, else ENOENT.
+func Resolve(reg *core.Registry, p Placement) ([]*core.Hierarchy, error) {
 	hs, missing := hierarchiesFor(reg.Hierarchies(), p.Controllers)
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%s: controller %s is not mounted: %w", p, strings.Join(missing, ", "), syscall.ENOENT)
@@ -34,7 +35,7 @@ func resolve(reg *core.Registry, p Placement) ([]*core.Hierarchy, error) {
 func eachGroup(reg *core.Registry, spec Spec, tool string, f func(h *core.Hierarchy, path string) error) error {
 	var errs []error
 	for _, p := range spec {
-		hs, err := resolve(reg, p)
+		hs, err := Resolve(reg, p)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -248,7 +249,7 @@ func Get(reg *core.Registry, o GetOptions) ([]string, error) {
 			}
 		}
 		if len(g.ctrls) > 0 {
-			hs, err := resolve(reg, Placement{Controllers: g.ctrls, Path: g.path})
+			hs, err := Resolve(reg, Placement{Controllers: g.ctrls, Path: g.path})
 			if err != nil {
 				return nil, err
 			}
@@ -308,7 +309,7 @@ func List(reg *core.Registry, spec Spec) ([]string, error) {
 		return out, nil
 	}
 	for _, p := range spec {
-		hs, err := resolve(reg, p)
+		hs, err := Resolve(reg, p)
 		if err != nil {
 			return nil, err
 		}
