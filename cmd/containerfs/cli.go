@@ -21,6 +21,7 @@ import (
 	"github.com/containerfs/containerfs/internal/policy"
 	"github.com/containerfs/containerfs/internal/subsys"
 	"github.com/spf13/cobra"
+	"runtime/debug"
 )
 
 var socketFlag string
@@ -31,6 +32,7 @@ func rootCmd() *cobra.Command {
 		Short:         "Process containers (cgroup v1) in userspace, served as a filesystem",
 		SilenceUsage:  true,
 		SilenceErrors: false,
+		Version:       version(),
 	}
 	root.PersistentFlags().StringVar(&socketFlag, "socket", "", "control socket (default $CONTAINERFS_SOCKET or "+daemon.DefaultSocket+")")
 	root.AddCommand(serveCmd(), execCmd(), classifyCmd(), explainCmd(), snapshotCmd(), reloadCmd(), mountCmd(), umountCmd(), installCmd(), cgroupCmd(), lssubsysCmd(), statsCmd(), demoCmd(),
@@ -449,4 +451,29 @@ func startDaemon(socket string) error {
 		}
 	}
 	return fmt.Errorf("daemon did not answer on %s within 10s; see %s", socket, logPath)
+}
+
+// version is the module's version and the commit it was built from, as
+// the Go toolchain records them in the binary.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if rev != "" {
+		v += " (" + rev[:min(12, len(rev))] + dirty + ")"
+	}
+	return v + " " + bi.GoVersion
 }

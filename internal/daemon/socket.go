@@ -129,7 +129,11 @@ func (d *Daemon) Do(req Request) Reply {
 	case "lssubsys":
 		return Reply{Lines: d.ProcCgroups()}
 	case "explain":
-		return Reply{Lines: lines(d.Policy.Explain(req.PID))}
+		text, err := d.Policy.Explain(req.PID)
+		if err != nil {
+			return replyErr(err)
+		}
+		return Reply{Lines: lines(text)}
 	case "classify", "exec", "sticky":
 		place := d.place
 		if req.uid != 0 {

@@ -186,7 +186,7 @@ func TestEngineUnmountedController(t *testing.T) {
 	if got := r.where(100, "cpu"); got != "/a" {
 		t.Errorf("got %s, want /a: the mounted controllers still apply", got)
 	}
-	if ex := r.e.Explain(100); !strings.Contains(ex, "controller freezer is not mounted") {
+	if ex := mustExplain(t, r.e, 100); !strings.Contains(ex, "controller freezer is not mounted") {
 		t.Errorf("explain:\n%s\nwant it to name the missing controller", ex)
 	}
 }
@@ -280,7 +280,7 @@ func TestEngineSticky(t *testing.T) {
 				t.Errorf("grandchild after exec: got %s, want %s", got, tc.grandkid)
 			}
 			if tc.grandkid == "/placed" {
-				if ex, want := r.e.Explain(102), "sticky with its children (a descendant of 100, "; !strings.Contains(ex, want) {
+				if ex, want := mustExplain(t, r.e, 102), "sticky with its children (a descendant of 100, "; !strings.Contains(ex, want) {
 					t.Errorf("explain the grandchild:\n%s\nwant %q", ex, want)
 				}
 			}
@@ -495,7 +495,7 @@ func TestEngineForkAfterMoveNotTouched(t *testing.T) {
 func TestExplain(t *testing.T) {
 	r := newRig(t, specRules, specConfig)
 	r.spawn(Process{PID: 100, EUID: 1000, EGID: 1000, Name: "/usr/bin/qemu-system-x86_64", Exe: "/usr/bin/qemu-system-x86_64"})
-	ex := r.e.Explain(100)
+	ex := mustExplain(t, r.e, 100)
 	for _, want := range []string{
 		`process 100: name "/usr/bin/qemu-system-x86_64"`,
 		"euid 1000 (alice), egid 1000 (alice)",
@@ -511,25 +511,25 @@ func TestExplain(t *testing.T) {
 	}
 
 	r.spawn(Process{PID: 101, EUID: 107, EGID: 107, Name: "/bin/sh"})
-	if ex := r.e.Explain(101); !strings.Contains(ex, "cpu,cpuacct: destination /guests/qemu (made on the fly, following template guests/%u at config.conf:5)") {
+	if ex := mustExplain(t, r.e, 101); !strings.Contains(ex, "cpu,cpuacct: destination /guests/qemu (made on the fly, following template guests/%u at config.conf:5)") {
 		t.Errorf("explain:\n%s\nwant the templated destination", ex)
 	}
 	r.spawn(Process{PID: 102, EUID: 1001, Name: "/bin/sh"})
-	if ex := r.e.Explain(102); !strings.Contains(ex, "not moved: the rule says ignore") {
+	if ex := mustExplain(t, r.e, 102); !strings.Contains(ex, "not moved: the rule says ignore") {
 		t.Errorf("explain:\n%s\nwant the ignore", ex)
 	}
 	r.e.SetRules(&RuleSet{})
-	if ex := r.e.Explain(102); !strings.Contains(ex, "no rule matched") {
+	if ex := mustExplain(t, r.e, 102); !strings.Contains(ex, "no rule matched") {
 		t.Errorf("explain:\n%s\nwant no rule matched", ex)
 	}
 	if err := r.e.Stick(102, StickTree); err != nil {
 		t.Fatal(err)
 	}
-	if ex := r.e.Explain(102); !strings.Contains(ex, "not classified: sticky with its children (on request)") {
+	if ex := mustExplain(t, r.e, 102); !strings.Contains(ex, "not classified: sticky with its children (on request)") {
 		t.Errorf("explain:\n%s\nwant the sticky state", ex)
 	}
-	if ex := r.e.Explain(999); !strings.Contains(ex, "no such process") {
-		t.Errorf("explain of a missing process: got %q", ex)
+	if _, err := r.e.Explain(999); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("explain of a missing process: %v, want ESRCH", err)
 	}
 }
 
@@ -592,4 +592,13 @@ func TestEngineLost(t *testing.T) {
 	if got := r.where(100, "cpu"); got != "/pool" {
 		t.Errorf("got %s, want /pool", got)
 	}
+}
+
+func mustExplain(t *testing.T, e *Engine, pid int) string {
+	t.Helper()
+	ex, err := e.Explain(pid)
+	if err != nil {
+		t.Fatalf("explain %d: %v", pid, err)
+	}
+	return ex
 }

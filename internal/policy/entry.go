@@ -174,7 +174,7 @@ func (e *Engine) place(pid int, spec Spec, program string, mode Stick, why strin
 	}
 	p, err := e.o.Procs.Process(pid)
 	if err != nil {
-		return fmt.Errorf("process %d: %w", pid, withErrno(err, syscall.ESRCH))
+		return withErrno(err, syscall.ESRCH) // it names the process already
 	}
 	if p.Kernel {
 		return fmt.Errorf("process %d is a kernel thread: %w", pid, syscall.EINVAL)

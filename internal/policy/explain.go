@@ -5,6 +5,7 @@ package policy
 import (
 	"fmt"
 	"strings"
+	"syscall"
 
 	"github.com/containerfs/containerfs/internal/proc"
 )
@@ -13,12 +14,13 @@ import (
 // the process as the rules see it (name, executable, user, group), each
 // rule that did not match and why, the rule that did (file:line and
 // text), and the expanded destination in each hierarchy with where the
-// process is now. It moves nothing.
-func (e *Engine) Explain(pid int) string {
+// process is now. It moves nothing. A process that is not there is an
+// error wrapping ESRCH.
+func (e *Engine) Explain(pid int) (string, error) {
 	var b strings.Builder
 	p, err := e.o.Procs.Process(pid)
 	if err != nil {
-		return fmt.Sprintf("process %d: no such process\n", pid)
+		return "", withErrno(err, syscall.ESRCH)
 	}
 	user := func(uid uint32) string {
 		if n, ok := e.o.Users.UserName(uid); ok {
@@ -96,7 +98,7 @@ func (e *Engine) Explain(pid int) string {
 	for _, pr := range d.problems {
 		fmt.Fprintf(&b, "  problem: %s\n", pr)
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 func orNone(s string) string {

@@ -208,8 +208,8 @@ func TestLiveExecPlacement(t *testing.T) {
 		}
 		if i == 0 {
 			t.Logf("first run: placed %v after Start returned", seen)
-			ex := r.e.Explain(pid)
-			t.Logf("explain of a process gone: %s", strings.TrimSpace(ex))
+			_, err := r.e.Explain(pid)
+			t.Logf("explain of a process gone: %v", err)
 		}
 	}
 	if len(lags) > 0 {
@@ -220,7 +220,10 @@ func TestLiveExecPlacement(t *testing.T) {
 	// Explain a live one.
 	cmd := start(t, sleep, "10")
 	r.waitWhere(t, cmd.Process.Pid, "/placed")
-	ex := r.e.Explain(cmd.Process.Pid)
+	ex, err := r.e.Explain(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []string{
 		fmt.Sprintf("name %q", sleep),
 		"matched live.conf:1: *:" + filepath.Base(sleep),
@@ -231,7 +234,7 @@ func TestLiveExecPlacement(t *testing.T) {
 		}
 	}
 	// Something the test did not start matches nothing.
-	if ex := r.e.Explain(os.Getppid()); !strings.Contains(ex, "no rule matched") {
+	if ex, _ := r.e.Explain(os.Getppid()); !strings.Contains(ex, "no rule matched") {
 		t.Errorf("explain of our parent:\n%s\nwant no rule matched", ex)
 	}
 }

@@ -53,7 +53,7 @@ func (s stickyEntry) reason() string {
 func (e *Engine) Stick(pid int, mode Stick) error {
 	p, err := e.o.Procs.Process(pid)
 	if err != nil {
-		return fmt.Errorf("process %d: %w", pid, withErrno(err, syscall.ESRCH))
+		return withErrno(err, syscall.ESRCH) // it names the process already
 	}
 	e.setSticky(p, mode, "on request")
 	return nil
