@@ -9,7 +9,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/containerfs/containerfs/internal/core"
 	"github.com/containerfs/containerfs/internal/subsys/cpuset"
 	"github.com/containerfs/containerfs/internal/testutil"
 )
@@ -28,14 +27,12 @@ type known struct {
 var knownDiffs = []known{
 	// A cpuset child's lists take writes up to their cftype's
 	// max_write_len (kernel/cgroup/cpuset-v1.c: 100 + 6 * MAX_NUMNODES for
-	// mems, 6244 bytes with NODES_SHIFT 10); the core refuses any write
-	// over core.MaxWrite before a handler sees it.
-	{hier: "cpuset", file: "cpuset.mems", input: strings.Repeat("0", 4096) + "1", kernel: syscall.EINVAL, ours: syscall.E2BIG,
-		why: "core.MaxWrite (4096) is every file's limit"},
-	{hier: "cpuset", file: "cpuset.mems", input: strings.Repeat("1\n", 3000), kernel: syscall.EINVAL, ours: syscall.E2BIG,
-		why: "core.MaxWrite (4096) is every file's limit"},
-	{hier: "cpuset", file: "cpuset.mems", input: strings.Repeat("0", 4096) + "1", populated: true, kernel: syscall.EINVAL, ours: syscall.E2BIG,
-		why: "core.MaxWrite (4096) is every file's limit"},
+	// mems, 6244 bytes with NODES_SHIFT 10): core.File.MaxWrite lets them
+	// through to the handler, which answers as the kernel. These rows
+	// were differences (E2BIG) until it did.
+	{hier: "cpuset", file: "cpuset.mems", input: strings.Repeat("0", 4096) + "1", kernel: syscall.EINVAL, ours: syscall.EINVAL},
+	{hier: "cpuset", file: "cpuset.mems", input: strings.Repeat("1\n", 3000), kernel: syscall.EINVAL, ours: syscall.EINVAL},
+	{hier: "cpuset", file: "cpuset.mems", input: strings.Repeat("0", 4096) + "1", populated: true, kernel: syscall.EINVAL, ours: syscall.EINVAL},
 	// update_relax_domain_level allows up to sched_domain_level_max + 1:
 	// 2 on the machine measured (2 CPUs, one package), which userspace
 	// cannot see; containerfs allows 5.
@@ -68,9 +65,6 @@ func reason(d diff) string {
 	// kernel refuses is this one difference.
 	if d.file == "cpuset.sched_relax_domain_level" && d.kErr == syscall.EINVAL && d.oErr == 0 {
 		return "the kernel's bound is the topology's level count"
-	}
-	if d.file == "cpuset.mems" && len(d.input) > core.MaxWrite && d.oErr == syscall.E2BIG {
-		return "core.MaxWrite (4096) is every file's limit"
 	}
 	return ""
 }
