@@ -3,8 +3,6 @@ package core
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"syscall"
 
 	"github.com/containerfs/containerfs/internal/proc"
@@ -105,15 +103,9 @@ func (p ProcFS) Task(tid int) (TaskInfo, error) {
 
 // Threads lists /proc/TGID/task.
 func (p ProcFS) Threads(tgid int) ([]int, error) {
-	ents, err := os.ReadDir(fmt.Sprintf("%s/%d/task", p.Root, tgid))
+	tids, err := proc.Threads(p.Root, tgid)
 	if err != nil {
 		return nil, fmt.Errorf("thread group %d: %w", tgid, syscall.ESRCH)
-	}
-	tids := make([]int, 0, len(ents))
-	for _, e := range ents {
-		if tid, err := strconv.Atoi(e.Name()); err == nil {
-			tids = append(tids, tid)
-		}
 	}
 	return tids, nil
 }

@@ -50,12 +50,8 @@ const Nice = -10
 // threads are real-time.
 func Raise(logf func(string, ...any)) (realtime bool) {
 	realtime = true
-	ents, _ := os.ReadDir("/proc/self/task")
-	for _, e := range ents {
-		tid, ok := proc.Atoi(e.Name())
-		if !ok {
-			continue
-		}
+	tids, _ := proc.Threads("", os.Getpid())
+	for _, tid := range tids {
 		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, Nice); err != nil {
 			logf("raise priority of thread %d: %v", tid, err)
 		}
@@ -70,10 +66,8 @@ func Raise(logf func(string, ...any)) (realtime bool) {
 	}
 	if !realtime {
 		// Some threads may have been made real-time before the refusal.
-		for _, e := range ents {
-			if tid, ok := proc.Atoi(e.Name()); ok {
-				setOther(tid, Nice)
-			}
+		for _, tid := range tids {
+			setOther(tid, Nice)
 		}
 	}
 	if sid, _ := unix.Getsid(0); sid == os.Getpid() {

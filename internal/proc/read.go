@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"os"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -75,4 +76,21 @@ func ReadStatus(root string, tid int) (Status, error) {
 		return Status{}, err
 	}
 	return ParseStatus(b)
+}
+
+// Threads lists the TIDs of thread group tgid (root/TGID/task), in the
+// order the directory gives them. A group that is gone is an error
+// wrapping ENOENT.
+func Threads(root string, tgid int) ([]int, error) {
+	ents, err := os.ReadDir(Path(root, tgid, "task"))
+	if err != nil {
+		return nil, err
+	}
+	tids := make([]int, 0, len(ents))
+	for _, e := range ents {
+		if tid, ok := Atoi(e.Name()); ok {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
 }

@@ -137,7 +137,7 @@ func cpu(t *testing.T, pid int) uint64 {
 // states lists the state letter of every thread of pid.
 func states(t *testing.T, pid int) string {
 	t.Helper()
-	tids, err := threads("", pid)
+	tids, err := proc.Threads("", pid)
 	if err != nil {
 		t.Fatalf("threads of %d: %v", pid, err)
 	}

@@ -6,6 +6,7 @@ package freezer
 import (
 	"errors"
 	"fmt"
+	"github.com/containerfs/containerfs/internal/proc"
 	"os"
 	"path/filepath"
 	"slices"
@@ -296,7 +297,7 @@ func TestReadStat(t *testing.T) {
 	if _, err := readStat(f.s.procRoot, 200, 101); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("readStat of a thread of another group: got %v, want ENOENT", err)
 	}
-	if tids, err := threads(f.s.procRoot, 100); err != nil || !slices.Equal(tids, []int{101}) {
+	if tids, err := proc.Threads(f.s.procRoot, 100); err != nil || !slices.Equal(tids, []int{101}) {
 		t.Errorf("threads: got %v, %v, want [101]", tids, err)
 	}
 }

@@ -6,7 +6,6 @@ package freezer
 import (
 	"errors"
 	"fmt"
-	"os"
 	"syscall"
 	"time"
 
@@ -285,7 +284,7 @@ func (h *holder) sigstoppedProcessLocked(tgid int) bool {
 // wholeProcess says why process tgid may not be stopped with SIGSTOP ("" if
 // it may): every one of its threads must be wanted.
 func (h *holder) wholeProcess(tgid int, wanted map[int]bool) string {
-	tids, err := threads(h.proc, tgid)
+	tids, err := proc.Threads(h.proc, tgid)
 	if err != nil {
 		return "its process is gone"
 	}
@@ -306,19 +305,4 @@ func readStat(root string, tgid, tid int) (proc.Stat, error) {
 		return proc.Stat{}, err
 	}
 	return proc.ParseStat(b)
-}
-
-// threads lists the TIDs of process tgid.
-func threads(root string, tgid int) ([]int, error) {
-	ents, err := os.ReadDir(proc.Path(root, tgid, "task"))
-	if err != nil {
-		return nil, err
-	}
-	tids := make([]int, 0, len(ents))
-	for _, e := range ents {
-		if tid, ok := proc.Atoi(e.Name()); ok {
-			tids = append(tids, tid)
-		}
-	}
-	return tids, nil
 }

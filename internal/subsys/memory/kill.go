@@ -115,7 +115,7 @@ func (e *engine) execute(pl killPlan) {
 // (it stayed in the root when the leader alone was moved), forbids it.
 func (e *engine) killable(p *process, tgid int) (bool, string) {
 	s := e.s
-	ents, err := os.ReadDir(proc.Path(s.proc(), tgid, "task"))
+	tids, err := proc.Threads(s.proc(), tgid)
 	if err != nil {
 		return false, "gone"
 	}
@@ -126,11 +126,7 @@ func (e *engine) killable(p *process, tgid int) (bool, string) {
 		known[th.tid] = true
 	}
 	join := p.joinTicks
-	for _, ent := range ents {
-		tid, ok := proc.Atoi(ent.Name())
-		if !ok {
-			continue
-		}
+	for _, tid := range tids {
 		if _, ok := e.inRoot[tid]; ok {
 			e.mu.Unlock()
 			return false, fmt.Sprintf("its thread %d is in the root container", tid)

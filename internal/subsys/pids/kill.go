@@ -151,17 +151,13 @@ func openPidfd(t *core.Task) (fd int, tg bool, err error) {
 //     apart, to a clock tick; within a tick, TIDs do, as the kernel hands
 //     them out in increasing order (modulo pid_max).
 func (s *Subsys) groupKillable(h *hier, t *core.Task) (bool, string) {
-	ents, err := os.ReadDir(proc.Path(s.procRoot, t.TGID, "task"))
+	tids, err := proc.Threads(s.procRoot, t.TGID)
 	if err != nil {
 		return true, "" // the group is gone; nothing will be killed
 	}
 	var unknown []int
 	h.mu.Lock()
-	for _, e := range ents {
-		tid, ok := proc.Atoi(e.Name())
-		if !ok {
-			continue
-		}
+	for _, tid := range tids {
 		if _, ok := h.inRoot[tid]; ok {
 			h.mu.Unlock()
 			return false, fmt.Sprintf("thread %d of the same process is in the root container", tid)
